@@ -1,0 +1,3 @@
+from tradeforge.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Brokers: the simulated broker for backtests and paper trading; venue brokers in later modules."""

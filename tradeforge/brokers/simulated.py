@@ -1,0 +1,54 @@
+"""Backtrader's BackBroker without per-bar work that provably changes nothing for spot trading.
+
+`BackBroker.next` walks every open position twice per bar: once to charge credit interest (which
+converts the bar's timestamp to a datetime for each position) and once to settle futures-style
+daily cash adjustments. With no interest configured and stock-like commissions, both always add
+exactly 0.0, so `next` skips them; when either could matter it runs Backtrader's code unchanged.
+Order matching, cash and value are Backtrader's own, so results are identical (tests prove it).
+"""
+
+from __future__ import annotations
+
+from backtrader.brokers import BackBroker
+
+
+class SimulatedBroker(BackBroker):  # type: ignore[misc]
+    def start(self) -> None:
+        super().start()
+        self._position_pass_needed: bool | None = None
+
+    def _needs_position_pass(self) -> bool:
+        # Commission schemes are fixed once the run has started; decide on the first bar.
+        if self._position_pass_needed is None:
+            self._position_pass_needed = any(
+                info.p.interest or not info._stocklike for info in self.comminfo.values()
+            )
+        return self._position_pass_needed
+
+    def next(self) -> None:
+        if self._needs_position_pass():
+            return super().next()
+        while self._toactivate:
+            self._toactivate.popleft().activate()
+        if self.p.checksubmit:
+            self.check_submitted()
+        self._process_order_history()
+        # From here on, BackBroker.next verbatim (minus the two position passes).
+        self.pending.append(None)
+        while True:
+            order = self.pending.popleft()
+            if order is None:
+                break
+            if order.expire():
+                self.notify(order)
+                self._ococheck(order)
+                self._bracketize(order, cancel=True)
+            elif not order.active():
+                self.pending.append(order)
+            else:
+                self._try_exec(order)
+                if order.alive():
+                    self.pending.append(order)
+                elif order.status == order.Completed:
+                    self._bracketize(order)
+        self._get_value()

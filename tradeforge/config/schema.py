@@ -1,0 +1,114 @@
+"""The bot configuration as strict Pydantic models: unknown keys are errors, values are bounded.
+
+Mixin parameters are validated against the mixins' own declarations by the strategy registry
+(config cannot know which mixins exist); everything else is validated here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+Mode = Literal["backtest", "paper", "live"]
+DataSource = Literal["sample", "csv", "parquet", "store"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC) if value is not None else None
+
+
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
+Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhdw]$", examples=["1m", "15m", "1h", "4h", "1d"])]
+
+
+class DataConfig(StrictModel):
+    """Where candles come from. `path` may use `{symbol}` (BTC-USDT) and `{timeframe}` placeholders."""
+
+    source: DataSource = Field("sample", description="sample | csv | parquet | store")
+    path: str | None = Field(None, description="candle file for csv/parquet sources")
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1)
+    timeframe: Timeframe = "1h"
+    exchange: str = Field("binance", description="candle-store folder for source: store")
+    start: UtcDatetime | None = None
+    end: UtcDatetime | None = None
+    repair: bool = Field(False, description="drop bad candle rows (logged) instead of failing")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if self.source in ("csv", "parquet") and not self.path:
+            raise ValueError(f"data.path is required when data.source is {self.source!r}")
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError("data.start must be before data.end")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("data.symbols lists a symbol twice")
+        return self
+
+    def path_for(self, symbol: str) -> Path:
+        assert self.path is not None
+        return Path(self.path.format(symbol=symbol.replace("/", "-"), timeframe=self.timeframe))
+
+
+class BrokerConfig(StrictModel):
+    """Simulated broker: starting cash, commission and slippage as fractions of notional."""
+
+    cash: float = Field(10_000.0, gt=0)
+    commission: float = Field(0.001, ge=0, le=0.1, description="fraction of notional per fill")
+    slippage: float = Field(0.0, ge=0, le=0.1, description="fraction of price, against the order")
+
+
+class MixinChoice(BaseModel):
+    """`{name: sma_cross, fast: 10, slow: 30}`: a mixin name plus its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StrategyConfig(StrictModel):
+    """Either composed from mixins (`entry` ...), or a preset, or a Python class by import path."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    entry: MixinChoice | None = None
+    exits: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sizing: MixinChoice = Field(default_factory=lambda: MixinChoice(name="percent_equity"))
+    filters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    protections: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    direction: Literal["long", "short", "both"] = "long"
+    preset: str | None = Field(None, description="a registered preset strategy")
+    class_path: str | None = Field(None, alias="class", description="'package.module:ClassName'")
+    params: dict[str, Any] = Field(default_factory=dict, description="parameters for preset/class")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StrategyConfig:
+        chosen = [k for k, v in (("entry", self.entry), ("preset", self.preset), ("class", self.class_path)) if v]
+        if len(chosen) != 1:
+            raise ValueError(
+                "give exactly one of strategy.entry (compose from mixins), strategy.preset or strategy.class"
+                + (f"; got {', '.join(chosen)}" if chosen else "")
+            )
+        if self.params and self.entry:
+            raise ValueError("strategy.params is for preset/class strategies; put mixin parameters in their block")
+        return self
+
+
+class BotConfig(StrictModel):
+    """A whole bot: what it trades, on which data, with which strategy and broker."""
+
+    name: str = Field("tradeforge-bot", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    mode: Mode = "paper"
+    data_dir: Path = Field(Path("user_data"), description="candle store and databases live here")
+    data: DataConfig = Field(default_factory=DataConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    strategy: StrategyConfig

@@ -1,0 +1,396 @@
+"""The Strategy base: a Backtrader strategy that runs whatever mixins it is composed of.
+
+Order of events on every bar (identical in backtest and paper mode): Backtrader's broker fills
+pending orders (market orders at this bar's open, resting stop/limit exits intrabar); fills are
+reported to `notify_order`/`notify_trade`; then `next` decides at the bar's close — exit first
+(signal or per-bar rule), then entry — and submits market orders for the next bar's open. Stop,
+take-profit and trailing exits are resting orders placed when the entry fills, active from the bar
+after the fill, and cancelled together (one OCO group) when any of them or a signal exit closes the
+trade.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+
+from tradeforge.feeds.arrays import bar_datetime, from_bt_dates
+from tradeforge.strategies.mixins.kinds import (
+    Bars,
+    EntryMixin,
+    ExitMixin,
+    FilterMixin,
+    ProtectionMixin,
+    ProtectiveOrder,
+    Side,
+    SizingMixin,
+)
+from tradeforge.strategies.params import Mixin, Param
+
+log = logging.getLogger("tradeforge.strategy")
+
+LONG_ENTRY, SHORT_ENTRY = 1, 2
+LONG_EXIT, SHORT_EXIT = 1, 2
+
+
+@dataclass
+class TradeRecord:
+    """A round trip as the result file and the trade repository describe it."""
+
+    symbol: str
+    side: Side
+    entry_time: dt.datetime
+    exit_time: dt.datetime | None
+    size: float
+    entry_price: float
+    exit_price: float | None
+    pnl: float
+    pnl_pct: float
+    fees: float
+    exit_reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "side": self.side,
+            "entry_time": self.entry_time.isoformat(),
+            "exit_time": self.exit_time.isoformat() if self.exit_time else None,
+            "size": self.size,
+            "entry_price": self.entry_price,
+            "exit_price": self.exit_price,
+            "pnl": self.pnl,
+            "pnl_pct": self.pnl_pct,
+            "fees": self.fees,
+            "exit_reason": self.exit_reason,
+        }
+
+
+@dataclass(eq=False)
+class SymbolBook:
+    """Per-symbol state of a running strategy: precomputed signals, orders in flight, open trade."""
+
+    data: Any
+    symbol: str
+    clock: Any = None  # the data's datetime line buffer
+    entry_codes: bytes = b""
+    exit_codes: bytes = b""
+    bars: Bars | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # mixin-private precomputations
+    last_index: int = -1
+    side: Side | None = None
+    size: float = 0.0
+    entry_index: int = -1
+    entry_price: float = 0.0
+    entry_order: Any = None
+    exit_order: Any = None
+    protective: list[Any] = field(default_factory=list)
+    unprotected: bool = False  # entry filled, resting exits not placed yet
+    last_exit_reason: str = ""
+    last_exit_price: float = 0.0
+    last_exit_index: int | None = None
+    trades: list[TradeRecord] = field(default_factory=list)
+    trade_sizes: dict[int, float] = field(default_factory=dict)  # Backtrader trade ref -> opening size
+
+
+class ComposedMeta(type(bt.Strategy)):  # type: ignore[misc]
+    """Merges the parameters every mixin base declares into the class's Backtrader `params`."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> Any:
+        declared = dict(namespace.get("params", ()))
+        for base in bases:
+            for klass in base.__mro__:
+                if issubclass(klass, Mixin) and klass.name and "param_specs" in vars(klass):
+                    for param, spec in klass.param_specs.items():
+                        declared.setdefault(klass.bt_param(param), spec.default)
+        namespace["params"] = tuple(declared.items())
+        return super().__new__(mcs, name, bases, namespace)
+
+
+def mixins_of(strategy_class: type, kind: type[Mixin]) -> list[type[Mixin]]:
+    """The concrete mixins of one kind a strategy class is composed of, in MRO order.
+
+    A mixin subclassed to override a hook counts once, as its most derived class."""
+    found = [
+        k
+        for k in strategy_class.__mro__
+        if issubclass(k, kind) and k is not kind and k.name and not issubclass(k, bt.Strategy)
+    ]
+    return [k for k in found if not any(other is not k and issubclass(other, k) for other in found)]
+
+
+DIRECTIONS = ("long", "short", "both")
+
+
+class Strategy(bt.Strategy, metaclass=ComposedMeta):
+    """Base for composed strategies: `class MyStrat(SmaCrossEntry, StopLoss, PercentEquity, Strategy)`."""
+
+    params = (("direction", "long"), ("events", None))
+    strategy_param_specs: dict[str, Param] = {
+        "direction": Param("long", choices=DIRECTIONS, doc="which sides the strategy may trade"),
+    }
+
+    def __init__(self) -> None:
+        cls = type(self)
+        self.entry_mixin = _one_or_none(cls, EntryMixin)
+        self.sizing_mixin = _one_or_none(cls, SizingMixin)
+        self.exit_mixins = mixins_of(cls, ExitMixin)
+        self.filter_mixins = mixins_of(cls, FilterMixin)
+        self.protection_mixins = mixins_of(cls, ProtectionMixin)
+        self.bar_exit_mixins = [m for m in self.exit_mixins if m.bar_exit is not ExitMixin.bar_exit]
+        self.books = [
+            SymbolBook(data=d, symbol=d._name or f"data{i}", clock=d.lines.datetime) for i, d in enumerate(self.datas)
+        ]
+        self._book_of = {id(book.data): book for book in self.books}
+        self.closed_trades: list[TradeRecord] = []
+        self.equity = array("d")
+        self._prepared = False
+
+    # --- set-up: signals computed once over whole arrays ---------------------------------------
+
+    def start(self) -> None:
+        for book in self.books:
+            self._prepare(book)
+        self._prepared = True
+
+    def _prepare(self, book: SymbolBook) -> None:
+        data = book.data
+        lines = data.lines
+        book.bars = Bars(
+            timestamp=from_bt_dates(np.frombuffer(lines.datetime.array, dtype=np.float64)),
+            open=np.frombuffer(lines.open.array, dtype=np.float64).copy(),
+            high=np.frombuffer(lines.high.array, dtype=np.float64).copy(),
+            low=np.frombuffer(lines.low.array, dtype=np.float64).copy(),
+            close=np.frombuffer(lines.close.array, dtype=np.float64).copy(),
+            volume=np.frombuffer(lines.volume.array, dtype=np.float64).copy(),
+            timeframe_seconds=_timeframe_seconds(data),
+        )
+        for mixin in (*self.exit_mixins, *self.filter_mixins, *self.protection_mixins):
+            mixin.prepare(self, book, book.bars)  # type: ignore[attr-defined]
+        if self.entry_mixin is None:
+            return
+        signals = self.entry_mixin.entry_signals(self, book.bars)  # type: ignore[attr-defined]
+        allow_long = np.full(len(book.bars.close), self.p.direction in ("long", "both"))
+        allow_short = np.full(len(book.bars.close), self.p.direction in ("short", "both"))
+        for mixin in self.filter_mixins:
+            long_ok, short_ok = mixin.entry_mask(self, book.bars)  # type: ignore[attr-defined]
+            allow_long &= long_ok
+            allow_short &= short_ok
+        entries = np.where(signals.long_entry & allow_long, LONG_ENTRY, 0)
+        entries = np.where((entries == 0) & signals.short_entry & allow_short, SHORT_ENTRY, entries)
+        exits = np.where(signals.long_exit, LONG_EXIT, 0) | np.where(signals.short_exit, SHORT_EXIT, 0)
+        book.entry_codes = entries.astype(np.uint8).tobytes()
+        book.exit_codes = exits.astype(np.uint8).tobytes()
+
+    # --- per bar -------------------------------------------------------------------------------
+
+    def notify_cashvalue(self, cash: float, value: float) -> None:
+        # Backtrader reports the value once per bar after the broker settled it: the equity curve.
+        self.equity.append(value)
+
+    def next(self) -> None:
+        if self.entry_mixin is None:
+            return
+        for book in self.books:
+            index = book.clock._idx  # == len(data) - 1 on a preloaded feed, without three method calls
+            if index == book.last_index:  # this symbol has no new candle on this bar
+                continue
+            book.last_index = index
+            side = book.side
+            if side is None:
+                code = book.entry_codes[index]
+                if code and book.entry_order is None:
+                    self._enter(book, "long" if code == LONG_ENTRY else "short", index)
+            elif book.exit_order is None and book.entry_order is None:
+                self._manage_open_trade(book, side, index)
+                if book.unprotected and book.exit_order is None:
+                    # Placed here rather than on the fill so that an exit decided on the fill's bar
+                    # never races resting orders Backtrader has not accepted (and cannot cancel) yet.
+                    self._place_protective(book)
+
+    def _manage_open_trade(self, book: SymbolBook, side: Side, index: int) -> None:
+        code = book.exit_codes[index]
+        if code & (LONG_EXIT if side == "long" else SHORT_EXIT):
+            self._exit(book, "signal")
+            reverse = book.entry_codes[index]
+            if reverse == (SHORT_ENTRY if side == "long" else LONG_ENTRY):
+                self._enter(book, "short" if side == "long" else "long", index)
+            return
+        for mixin in self.bar_exit_mixins:
+            if mixin.bar_exit(self, book, index):  # type: ignore[attr-defined]
+                self._exit(book, mixin.name)
+                return
+
+    def _enter(self, book: SymbolBook, side: Side, index: int) -> None:
+        for mixin in self.protection_mixins:
+            reason = mixin.entry_blocked(self, book, index)  # type: ignore[attr-defined]
+            if reason:
+                log.debug("%s entry blocked by %s: %s", book.symbol, mixin.name, reason)
+                return
+        if self.sizing_mixin is None:
+            raise TypeError(f"{type(self).__name__} has an entry mixin but no sizing mixin")
+        price = book.data.close[0]
+        size = self.sizing_mixin.position_size(self, book, side, price)  # type: ignore[attr-defined]
+        if not size > 0:
+            return
+        order = self.buy(data=book.data, size=size) if side == "long" else self.sell(data=book.data, size=size)
+        order.addinfo(role="entry", side=side)
+        book.entry_order = order
+
+    def _exit(self, book: SymbolBook, reason: str) -> None:
+        self._cancel_protective(book)
+        order = self.close(data=book.data)
+        if order is not None:
+            order.addinfo(role="exit", reason=reason)
+            book.exit_order = order
+
+    def _cancel_protective(self, book: SymbolBook) -> None:
+        resting, book.protective = book.protective, []
+        for order in resting:
+            if order.alive():
+                self.cancel(order)
+
+    def _place_protective(self, book: SymbolBook) -> None:
+        side = book.side
+        assert side is not None
+        book.unprotected = False
+        plans: list[ProtectiveOrder] = []
+        for mixin in self.exit_mixins:
+            plan = mixin.protective_order(self, book, side, book.entry_price)  # type: ignore[attr-defined]
+            if plan is not None:
+                plans.append(plan)
+        submit = self.sell if side == "long" else self.buy
+        first = None
+        for plan in plans:
+            kwargs: dict[str, Any] = {"data": book.data, "size": book.size, "oco": first}
+            if plan.exectype == "stop":
+                kwargs.update(exectype=bt.Order.Stop, price=plan.price)
+            elif plan.exectype == "limit":
+                kwargs.update(exectype=bt.Order.Limit, price=plan.price)
+            else:
+                kwargs.update(exectype=bt.Order.StopTrail, trailpercent=plan.trail_percent)
+            order = submit(**kwargs)
+            order.addinfo(role="protective", reason=plan.reason)
+            book.protective.append(order)
+            first = first or order
+
+    # --- notifications -------------------------------------------------------------------------
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status in (order.Submitted, order.Accepted):
+            return
+        book = self._book_of[id(order.data)]
+        role = order.info.get("role")
+        if order.status == order.Completed:
+            if role == "entry":
+                book.entry_order = None
+                book.side = order.info.side
+                book.size = abs(order.executed.size)
+                book.entry_price = order.executed.price
+                book.entry_index = len(book.data) - 1
+                book.unprotected = True
+            elif role in ("exit", "protective"):
+                if role == "exit":
+                    book.exit_order = None
+                book.side, book.size, book.unprotected = None, 0.0, False
+                book.last_exit_reason = order.info.reason
+                book.last_exit_price = order.executed.price
+                book.last_exit_index = len(book.data) - 1
+                self._cancel_protective(book)
+        elif order.status in (order.Canceled, order.Margin, order.Rejected, order.Expired):
+            if role == "entry":
+                book.entry_order = None
+                log.info("%s entry order %s: %s", book.symbol, order.ref, order.getstatusname())
+            elif role == "exit":
+                book.exit_order = None
+        self._emit("on_order", book, order)
+
+    def notify_trade(self, trade: bt.Trade) -> None:
+        book = self._book_of[id(trade.data)]
+        if trade.justopened:
+            book.trade_sizes[trade.ref] = abs(trade.size)
+        if not trade.isclosed:
+            return
+        size = book.trade_sizes.pop(trade.ref, 0.0)
+        record = TradeRecord(
+            symbol=book.symbol,
+            side="long" if trade.long else "short",
+            entry_time=bar_datetime(trade.dtopen),
+            exit_time=bar_datetime(trade.dtclose),
+            size=size,
+            entry_price=trade.price,
+            exit_price=book.last_exit_price,
+            pnl=trade.pnlcomm,
+            pnl_pct=trade.pnlcomm / (trade.price * size) if size and trade.price else 0.0,
+            fees=trade.commission,
+            exit_reason=book.last_exit_reason or "unknown",
+        )
+        book.trades.append(record)
+        self.closed_trades.append(record)
+        for mixin in self.protection_mixins:
+            mixin.on_trade_closed(self, book, record, len(book.data) - 1)  # type: ignore[attr-defined]
+        self._emit("on_trade", book, record)
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        listener = self.p.events
+        if listener is not None and hasattr(listener, hook):
+            getattr(listener, hook)(self, *args)
+
+    # --- results -------------------------------------------------------------------------------
+
+    def open_trades(self) -> list[TradeRecord]:
+        """Positions still open at the end of the run, marked to the last close."""
+        records = []
+        for book in self.books:
+            position = self.getposition(book.data)
+            if not position.size:
+                continue
+            last = book.data.close[0]
+            direction = 1.0 if position.size > 0 else -1.0
+            pnl = (last - position.price) * position.size
+            records.append(
+                TradeRecord(
+                    symbol=book.symbol,
+                    side="long" if direction > 0 else "short",
+                    entry_time=bar_datetime(book.data.datetime.array[book.entry_index])
+                    if book.entry_index >= 0
+                    else bar_datetime(book.data.datetime[0]),
+                    exit_time=None,
+                    size=abs(position.size),
+                    entry_price=position.price,
+                    exit_price=None,
+                    pnl=pnl,
+                    pnl_pct=pnl / (position.price * abs(position.size)) if position.price else 0.0,
+                    fees=0.0,
+                    exit_reason="open",
+                )
+            )
+        return records
+
+    def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(UTC nanosecond timestamps, portfolio value at each bar's close)."""
+        stamps = np.frombuffer(self.lines.datetime.array, dtype=np.float64)[: len(self.equity)]
+        return from_bt_dates(stamps), np.frombuffer(self.equity, dtype=np.float64).copy()
+
+
+def _one_or_none(cls: type, kind: type[Mixin]) -> type[Mixin] | None:
+    found = mixins_of(cls, kind)
+    if len(found) > 1:
+        names = ", ".join(k.name for k in found)
+        raise TypeError(f"{cls.__name__} combines several {kind.kind} mixins ({names}); use exactly one")
+    return found[0] if found else None
+
+
+def _timeframe_seconds(data: Any) -> int:
+    unit = {
+        bt.TimeFrame.Seconds: 1,
+        bt.TimeFrame.Minutes: 60,
+        bt.TimeFrame.Days: 86_400,
+        bt.TimeFrame.Weeks: 604_800,
+    }.get(data._timeframe, 86_400)
+    return unit * max(int(data._compression), 1)

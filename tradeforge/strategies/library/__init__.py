@@ -1,0 +1,1 @@
+"""Ready-made strategies composed from the built-in mixins."""

@@ -1,0 +1,1 @@
+"""Pluggable strategy parts. Each module holds one kind: entries, exits, sizing, filters, protections."""

@@ -1,0 +1,115 @@
+"""Protection mixins: halt new entries after bad outcomes. They never close open trades."""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING, ClassVar
+
+from tradeforge.strategies.mixins.kinds import Bars, ProtectionMixin
+from tradeforge.strategies.params import Param
+
+if TYPE_CHECKING:
+    from tradeforge.strategies.base import SymbolBook, TradeRecord
+
+
+class Cooldown(ProtectionMixin):
+    """After a trade on a symbol closes, wait `bars` bars before entering that symbol again."""
+
+    name: ClassVar[str] = "cooldown"
+    param_specs: ClassVar[dict[str, Param]] = {
+        "bars": Param(3, low=0, high=100_000, opt=(0, 48), step=1, doc="bars to wait after an exit"),
+    }
+
+    def entry_blocked(self, book: SymbolBook, index: int) -> str | None:
+        bars = self.mixin_params(Cooldown)["bars"]
+        if book.last_exit_index is not None and index - book.last_exit_index < bars:
+            return f"cooling down for {bars} bars after the last exit"
+        return None
+
+
+class MaxDrawdown(ProtectionMixin):
+    """Halt all new entries once equity is `pct` (fraction) below its running peak; with
+    `lock_bars` > 0 entries resume that many bars later, with 0 they stay halted for the run."""
+
+    name: ClassVar[str] = "max_drawdown"
+    param_specs: ClassVar[dict[str, Param]] = {
+        "pct": Param(0.25, low=0.001, high=1.0, opt=(0.05, 0.5), doc="drawdown that halts entries"),
+        "lock_bars": Param(0, low=0, high=1_000_000, doc="bars to halt (0 = rest of the run)"),
+    }
+
+    def prepare(self, book: SymbolBook, bars: Bars) -> None:
+        state = self.__dict__.setdefault("_max_drawdown_state", {"peak": 0.0, "seen": 0, "until": None})
+        state.update(peak=0.0, seen=0, until=None)
+
+    def entry_blocked(self, book: SymbolBook, index: int) -> str | None:
+        p = self.mixin_params(MaxDrawdown)
+        state = self.__dict__["_max_drawdown_state"]
+        equity = self.equity  # type: ignore[attr-defined]
+        bar = len(equity)
+        if state["until"] is not None:
+            if p["lock_bars"] == 0 or bar < state["until"]:
+                return "maximum drawdown reached"
+            state["until"] = None
+            state["peak"] = equity[-1]  # a fresh start after the lock
+        if state["seen"] < bar:  # fold in the equity since the last check: O(n) over the whole run
+            state["peak"] = max(state["peak"], max(equity[state["seen"] :]))
+            state["seen"] = bar
+        if state["peak"] > 0 and equity[-1] <= state["peak"] * (1 - p["pct"]):
+            state["until"] = bar + p["lock_bars"]
+            return f"equity {equity[-1]:.2f} is {p['pct']:.0%} below its peak {state['peak']:.2f}"
+        return None
+
+
+class StoplossGuard(ProtectionMixin):
+    """After `trades` stop-loss exits (stop_loss, trailing_stop, atr_stop) within `window_bars`
+    bars on any symbol, halt all entries for `lock_bars` bars."""
+
+    name: ClassVar[str] = "stoploss_guard"
+    param_specs: ClassVar[dict[str, Param]] = {
+        "trades": Param(3, low=1, high=1000, opt=(1, 10), step=1, doc="stop-outs that trigger the guard"),
+        "window_bars": Param(24, low=1, high=1_000_000, doc="window the stop-outs are counted in"),
+        "lock_bars": Param(12, low=1, high=1_000_000, doc="bars entries stay halted"),
+    }
+    STOP_REASONS: ClassVar[frozenset[str]] = frozenset({"stop_loss", "trailing_stop", "atr_stop"})
+
+    def prepare(self, book: SymbolBook, bars: Bars) -> None:
+        self.__dict__.setdefault("_stoploss_guard_state", {"stops": [], "until": -1})
+
+    def on_trade_closed(self, book: SymbolBook, trade: TradeRecord, index: int) -> None:
+        if trade.exit_reason in StoplossGuard.STOP_REASONS:
+            p = self.mixin_params(StoplossGuard)
+            state = self.__dict__["_stoploss_guard_state"]
+            bar = len(self.equity)  # type: ignore[attr-defined]
+            state["stops"] = [b for b in state["stops"] if bar - b < p["window_bars"]] + [bar]
+            if len(state["stops"]) >= p["trades"]:
+                state["until"] = bar + p["lock_bars"]
+                state["stops"] = []
+
+    def entry_blocked(self, book: SymbolBook, index: int) -> str | None:
+        if len(self.equity) < self.__dict__["_stoploss_guard_state"]["until"]:  # type: ignore[attr-defined]
+            return "too many stop-losses recently"
+        return None
+
+
+class DailyLossLimit(ProtectionMixin):
+    """Halt new entries for the rest of the UTC day once equity has fallen `pct` (fraction) below
+    its value at the end of the previous day (or the start of the run)."""
+
+    name: ClassVar[str] = "daily_loss_limit"
+    param_specs: ClassVar[dict[str, Param]] = {
+        "pct": Param(0.05, low=0.001, high=1.0, opt=(0.01, 0.2), doc="loss within a day that halts entries"),
+    }
+
+    def entry_blocked(self, book: SymbolBook, index: int) -> str | None:
+        equity = self.equity  # type: ignore[attr-defined]
+        stamps = self.lines.datetime.array  # type: ignore[attr-defined]
+        today = int(stamps[len(equity) - 1])  # Backtrader day numbers: the integer part is the UTC day
+        first_today = bisect.bisect_left(stamps, float(today), 0, len(equity))
+        start_value = equity[first_today - 1] if first_today > 0 else equity[0]
+        limit = self.mixin_params(DailyLossLimit)["pct"]
+        if equity[-1] <= start_value * (1 - limit):
+            return f"daily loss limit {limit:.0%} reached"
+        return None
+
+
+PROTECTIONS: tuple[type[ProtectionMixin], ...] = (Cooldown, MaxDrawdown, StoplossGuard, DailyLossLimit)
