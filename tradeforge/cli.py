@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tradeforge.config.catalog import list_templates, write_template
@@ -42,14 +43,18 @@ def _load(configs: list[Path], datadir: Path | None = None) -> BotConfig:
     return config
 
 
-def _parse_date(value: str | None, option: str) -> dt.datetime | None:
+def _parse_date(value: str | None, option: str, *, end_of_day: bool = False) -> dt.datetime | None:
+    """ISO date or time, UTC unless it says otherwise; a bare date used as an end means the whole day."""
     if value is None:
         return None
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError([Problem(option, "not a date; use YYYY-MM-DD or an ISO-8601 time", value)]) from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    if end_of_day and len(value) == 10:
+        moment += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+    return moment
 
 
 @app.command()
@@ -78,10 +83,12 @@ def validate_config(
     configs: ConfigOption = [],  # noqa: B006 - Typer reads the default, it is never mutated
 ) -> None:
     """Check a config (strategy, parameters, data files); print `valid` or every problem."""
-    from tradeforge.engine.backtest import validate
+    from tradeforge.engine.validation import validate_files
 
-    config = _load([*(files or []), *configs])
-    validate(config)
+    paths = [*(files or []), *configs]
+    if not paths:
+        raise ConfigError([Problem("validate-config", "give a config file")])
+    validate_files(paths)
     out.print("valid")
 
 
@@ -108,11 +115,11 @@ def strategies() -> None:
             for param, spec in mixin.param_specs.items():
                 table.add_row(
                     mixin.name if first else "", param, repr(spec.default), _bounds(spec), spec.describe_range(),
-                    mixin.summary() if first else spec.doc,
+                    escape(mixin.summary() if first else spec.doc),
                 )
                 first = False
             if first:
-                table.add_row(mixin.name, "-", "", "", "", mixin.summary())
+                table.add_row(mixin.name, "-", "", "", "", escape(mixin.summary()))
             table.add_section()
         out.print(table)
     table = Table("preset", "parameter", "default", "optimize", "description", title="preset strategies")
@@ -120,7 +127,7 @@ def strategies() -> None:
         first = True
         for param, spec in param_table(cls):
             table.add_row(name if first else "", param, repr(spec.default), spec.describe_range(),
-                          (cls.__doc__ or "").strip().splitlines()[0] if first else spec.doc)
+                          escape((cls.__doc__ or "").strip().splitlines()[0] if first else spec.doc))
             first = False
         table.add_section()
     out.print(table)
@@ -140,7 +147,7 @@ def backtest(
     data: Annotated[str | None, typer.Option("--data", help="Candle file (CSV/Parquet) instead of the config's.")] = None,
     date_from: Annotated[str | None, typer.Option("--from", help="First candle (UTC), e.g. 2023-01-01.")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last candle (UTC).")] = None,
-    cash: Annotated[float | None, typer.Option("--cash", min=0.0, help="Starting cash instead of broker.cash.")] = None,
+    cash: Annotated[float | None, typer.Option("--cash", help="Starting cash instead of broker.cash.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result file here.")] = None,
     datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory instead of data_dir.")] = None,
 ) -> None:
@@ -149,8 +156,10 @@ def backtest(
 
     config = _load(configs, datadir)
     overrides = BacktestOverrides(
-        data=data, start=_parse_date(date_from, "--from"), end=_parse_date(date_to, "--to"), cash=cash
+        data=data, start=_parse_date(date_from, "--from"), end=_parse_date(date_to, "--to", end_of_day=True), cash=cash
     )
+    if cash is not None and cash <= 0:
+        raise ConfigError([Problem("--cash", "must be greater than 0", cash)])
     if overrides.start and overrides.end and overrides.start >= overrides.end:
         raise ConfigError([Problem("--from", "must be before --to", date_from)])
     result = run_backtest(config, overrides)
@@ -210,26 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=args, prog_name="tradeforge", standalone_mode=False)
+        app(args=args, prog_name="tradeforge")  # standalone: usage errors print and exit 2 themselves
     except TradeforgeError as exc:
         if debug:
             raise
         _report_error(exc)
         sys.exit(EXIT_BAD_INPUT)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_BAD_INPUT)
+    except Exception as exc:
         if debug:
             raise
-        err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))} (--debug shows the traceback)")
         sys.exit(1)
-
-

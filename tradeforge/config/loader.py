@@ -124,7 +124,7 @@ def _allowed_keys(parent_loc: Sequence[str], root: type[BaseModel]) -> list[str]
         field = model.model_fields.get(part) if model else None
         annotation = field.annotation if field else None
         model = _model_in(annotation)
-    return list(model.model_fields) if model else []
+    return [field.alias or name for name, field in model.model_fields.items()] if model else []
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -145,13 +145,15 @@ def _suggestion(word: str, options: Sequence[str]) -> str:
 
 
 def redacted(value: Any, key: str = "") -> Any:
-    """A JSON-able copy with secrets replaced by '***' (by type, and by key name as a safety net)."""
+    """A JSON-able copy with secrets replaced by '***' (by type, and by key name as a safety net:
+    everything below a secret-looking key is masked)."""
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="python", by_alias=True)
     if isinstance(value, SecretStr):
         return MASK
     if isinstance(value, dict):
-        return {k: redacted(v, str(k)) for k, v in value.items()}
+        secret = bool(key and _SECRET_KEY.search(key))
+        return {k: redacted(v, key if secret else str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redacted(v, key) for v in value]
     if key and _SECRET_KEY.search(key) and value not in (None, ""):

@@ -81,10 +81,10 @@ class StrategyConfig(StrictModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     entry: MixinChoice | None = None
-    exits: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    exits: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     sizing: MixinChoice = Field(default_factory=lambda: MixinChoice(name="percent_equity"))
-    filters: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    protections: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    filters: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    protections: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     direction: Literal["long", "short", "both"] = "long"
     preset: str | None = Field(None, description="a registered preset strategy")
     class_path: str | None = Field(None, alias="class", description="'package.module:ClassName'")

@@ -13,11 +13,11 @@ from tradeforge.analytics.metrics import summary
 from tradeforge.brokers.simulated import SimulatedBroker
 from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
-from tradeforge.engine.data import data_problems, load_candles
+from tradeforge.engine.data import load_candles
 from tradeforge.engine.results import BacktestResult, in_market_mask
+from tradeforge.engine.validation import validate
 from tradeforge.feeds.arrays import ArrayFeed
 from tradeforge.feeds.candles import Candles
-from tradeforge.resilience.errors import ConfigError
 from tradeforge.strategies.base import Strategy
 from tradeforge.strategies.registry import Registry, ResolvedStrategy
 
@@ -30,21 +30,6 @@ class BacktestOverrides:
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     cash: float | None = None
-
-
-def validate(config: BotConfig, registry: Registry | None = None, data_override: str | None = None) -> ResolvedStrategy:
-    """Everything that can be checked before a run: strategy composition, parameters, data files."""
-    registry = registry or Registry.default()
-    problems = []
-    resolved = None
-    try:
-        resolved = registry.resolve(config.strategy)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    problems.extend(data_problems(config, data_override))
-    if problems or resolved is None:
-        raise ConfigError(problems)
-    return resolved
 
 
 def build_cerebro(config: BotConfig, candles: list[Candles], resolved: ResolvedStrategy, cash: float | None = None,
@@ -71,7 +56,7 @@ def run_backtest(
 ) -> BacktestResult:
     """Run the config's strategy over historical candles and measure it."""
     overrides = overrides or BacktestOverrides()
-    resolved = validate(config, registry, overrides.data) if candles is None else (registry or Registry.default()).resolve(config.strategy)
+    resolved = validate(config, registry, overrides.data, check_data=candles is None)
     if candles is None:
         candles = load_candles(config, data_override=overrides.data, start=overrides.start, end=overrides.end)
     cerebro = build_cerebro(config, candles, resolved, overrides.cash)

@@ -380,7 +380,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
 
 def _one_or_none(cls: type, kind: type[Mixin]) -> type[Mixin] | None:
     found = mixins_of(cls, kind)
-    if len(found) > 1:
+    if len(found) > 1:  # the registry refuses such classes before a run; this guards direct use
         names = ", ".join(k.name for k in found)
         raise TypeError(f"{cls.__name__} combines several {kind.kind} mixins ({names}); use exactly one")
     return found[0] if found else None

@@ -17,13 +17,34 @@ NAN = math.nan
 
 
 def sma(values: np.ndarray, period: int) -> np.ndarray:
-    """Simple moving average, summed with math.fsum like bt.ind.SMA (correctly rounded sums)."""
-    src = values.tolist()
-    out = np.full(len(src), NAN)
-    fsum = math.fsum
-    for i in range(period - 1, len(src)):
-        out[i] = fsum(src[i - period + 1 : i + 1]) / period
+    """Simple moving average like bt.ind.SMA: math.fsum of the window (correctly rounded) / period."""
+    out = np.full(len(values), NAN)
+    if len(values) >= period:
+        out[period - 1 :] = window_sums(values, period) / period
     return out
+
+
+_EXTENDED_BITS = np.finfo(np.longdouble).nmant + 1
+
+
+def window_sums(values: np.ndarray, period: int) -> np.ndarray:
+    """Correctly rounded sums of every `period`-long window, equal to math.fsum of each window.
+
+    Fast path: when every partial sum fits the extended-precision mantissa (it does for prices
+    spanning a few powers of two), summing in np.longdouble is exact and one rounding to float64
+    gives the correctly rounded result. Otherwise (wide ranges, platforms without an 80-bit long
+    double) fall back to math.fsum window by window.
+    """
+    finite = values[np.isfinite(values) & (values != 0)]
+    if len(finite) == len(values) and len(finite):
+        largest = float(np.abs(finite).max()) * period
+        smallest_ulp_exp = int(np.frexp(np.abs(finite))[1].min()) - 53
+        if math.frexp(largest)[1] - smallest_ulp_exp <= _EXTENDED_BITS - 1:
+            windows = np.lib.stride_tricks.sliding_window_view(values.astype(np.longdouble), period)
+            return windows.sum(axis=1).astype(np.float64)
+    src = values.tolist()
+    fsum = math.fsum
+    return np.array([fsum(src[i - period + 1 : i + 1]) for i in range(period - 1, len(src))], dtype=np.float64)
 
 
 def _smooth(values: np.ndarray, period: int, alpha: float) -> np.ndarray:
@@ -35,7 +56,7 @@ def _smooth(values: np.ndarray, period: int, alpha: float) -> np.ndarray:
     first = int(valid[0])
     src = values.tolist()
     seed_end = first + period - 1
-    prev = math.fsum(src[first : seed_end + 1]) / period
+    prev = math.fsum(src[first : seed_end + 1]) / period  # bt seeds with its SMA
     out[seed_end] = prev
     alpha1 = 1.0 - alpha
     res = [NAN] * len(src)
@@ -68,11 +89,15 @@ def rsi(close: np.ndarray, period: int) -> np.ndarray:
 
 
 def stddev(values: np.ndarray, period: int) -> np.ndarray:
-    """Population standard deviation like bt.ind.StdDev: sqrt(mean(x^2) - mean(x)^2)."""
-    meansq = sma(values * values, period)
-    mean = sma(values, period)
-    with np.errstate(invalid="ignore"):
-        return np.power(meansq - mean * mean, 0.5)
+    """Population standard deviation like bt.ind.StdDev: abs(mean(x**2) - mean(x)**2) ** 0.5.
+
+    Computed with Python float powers, as Backtrader does: NumPy's x*x and power(.., 0.5) differ
+    from them in the last bit on some inputs.
+    """
+    squares = np.array([x**2 for x in values.tolist()], dtype=np.float64)
+    meansq = sma(squares, period).tolist()
+    mean = sma(values, period).tolist()
+    return np.array([abs(ms - m**2) ** 0.5 for ms, m in zip(meansq, mean, strict=True)], dtype=np.float64)
 
 
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:

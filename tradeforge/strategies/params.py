@@ -56,6 +56,11 @@ class Mixin:
         """Cross-parameter checks (e.g. fast < slow): a list of (param, message); empty when consistent."""
         return []
 
+    @classmethod
+    def check_for_feed(cls, values: dict[str, Any], timeframe_seconds: int) -> list[tuple[str, str]]:
+        """Checks that need the feed's candle length (seconds); same shape as check_params."""
+        return []
+
     def mixin_params(self, cls: type[Mixin]) -> dict[str, Any]:
         """This strategy instance's values for the parameters `cls` declared (unprefixed names)."""
         params = self.p  # type: ignore[attr-defined]

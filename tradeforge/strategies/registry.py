@@ -46,6 +46,7 @@ class ResolvedStrategy:
 
 class Registry:
     def __init__(self, mixins: Iterable[type[Mixin]] = (), presets: dict[str, type[Strategy]] | None = None):
+        self._timeframe_seconds: int | None = None
         self._mixins: dict[str, type[Mixin]] = {}
         self._presets: dict[str, type[Strategy]] = {}
         for mixin in mixins:
@@ -89,9 +90,13 @@ class Registry:
 
     # --- from config -----------------------------------------------------------------------------
 
-    def resolve(self, config: StrategyConfig) -> ResolvedStrategy:
-        """The class and parameters a `strategy` section describes; ConfigError lists every problem."""
+    def resolve(self, config: StrategyConfig, timeframe_seconds: int | None = None) -> ResolvedStrategy:
+        """The class and parameters a `strategy` section describes; ConfigError lists every problem.
+
+        With the feed's candle length, parameters that must fit the data (e.g. a trend filter's
+        higher timeframe) are checked too."""
         problems: list[Problem] = []
+        self._timeframe_seconds = timeframe_seconds
         if config.entry is not None:
             resolved = self._compose_from_config(config, problems)
         else:
@@ -118,16 +123,8 @@ class Registry:
         if problems:
             return None
         classes = [m for m, _ in chosen]
-        if config.sizing.name == "fixed_fractional_risk" and not any(
-            issubclass(m, ExitMixin) and m.stop_distance is not ExitMixin.stop_distance for m in classes
-        ):
-            problems.append(
-                Problem(
-                    "strategy.sizing.name",
-                    "fixed_fractional_risk sizes from the stop distance: add stop_loss, trailing_stop "
-                    "or atr_stop under strategy.exits",
-                )
-            )
+        problems.extend(composition_problems(classes, "strategy.sizing.name"))
+        if problems:
             return None
         cls = compose(*classes)
         params = {m.bt_param(k): v for m, values in chosen for k, v in values.items()}
@@ -149,6 +146,8 @@ class Registry:
             if cls is None:
                 return None
             label = config.class_path
+            mixins = [m for kind in MIXIN_KINDS.values() for m in mixins_of(cls, kind)]
+            problems.extend(composition_problems(mixins, "strategy.class"))
         params = self._validate_class_params(cls, config.params, problems)
         params["direction"] = config.direction
         return ResolvedStrategy(cls, params, label)
@@ -156,9 +155,11 @@ class Registry:
     def _validate_class_params(
         self, cls: type[Strategy], given: dict[str, Any], problems: list[Problem]
     ) -> dict[str, Any]:
-        known = set(cls.params._getkeys()) - {"events"}  # type: ignore[attr-defined]
+        known = set(cls.params._getkeys()) - {"events", "direction"}  # type: ignore[attr-defined]
         for key in given:
-            if key not in known:
+            if key == "direction":
+                problems.append(Problem("strategy.params.direction", "set strategy.direction instead", given[key]))
+            elif key not in known:
                 problems.append(
                     Problem(f"strategy.params.{key}", f"{cls.__name__} has no such parameter{_choices(key, known)}")
                 )
@@ -191,10 +192,33 @@ class Registry:
             problems.extend(found)
             return {}
         checked = model.model_dump()
-        for param, message in mixin.check_params(checked):
+        found = mixin.check_params(checked)
+        if self._timeframe_seconds is not None:
+            found = [*found, *mixin.check_for_feed(checked, self._timeframe_seconds)]
+        for param, message in found:
             name = mixin.bt_param(param) if prefixed else param
             problems.append(Problem(f"{where}.{name}", message, checked.get(param)))
         return checked
+
+
+def composition_problems(mixins: list[type[Mixin]], where: str) -> list[Problem]:
+    """Rules on which mixins may be combined, shared by config compositions and Python classes."""
+    problems = []
+    by_kind = {kind: [m.name for m in mixins if m.kind == kind] for kind in ("entry", "sizing")}
+    for kind, names in by_kind.items():
+        if len(names) > 1:
+            problems.append(Problem(where, f"combines several {kind} mixins ({', '.join(names)}); use exactly one"))
+    if by_kind["entry"] and not by_kind["sizing"]:
+        problems.append(Problem(where, "has an entry mixin but no sizing mixin; add one, e.g. PercentEquity"))
+    has_stop = any(issubclass(m, ExitMixin) and m.stop_distance is not ExitMixin.stop_distance for m in mixins)
+    if "fixed_fractional_risk" in by_kind["sizing"] and not has_stop:
+        problems.append(
+            Problem(
+                where,
+                "fixed_fractional_risk sizes from the stop distance: add stop_loss, trailing_stop or atr_stop as an exit",
+            )
+        )
+    return problems
 
 
 def _prefixed(where: str, prefix: str, mixin: type[Mixin]) -> str:

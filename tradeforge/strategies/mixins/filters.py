@@ -43,6 +43,12 @@ class TrendFilter(FilterMixin):
         "period": Param(50, low=1, high=1000, opt=(10, 200), step=5, doc="SMA period on that timeframe"),
     }
 
+    @classmethod
+    def check_for_feed(cls, values: dict[str, Any], timeframe_seconds: int) -> list[tuple[str, str]]:
+        if TIMEFRAMES[values["timeframe"]] < timeframe_seconds:
+            return [("timeframe", "must not be shorter than the feed's timeframe (data.timeframe)")]
+        return []
+
     def entry_mask(self, bars: Bars) -> tuple[np.ndarray, np.ndarray]:
         p = self.mixin_params(TrendFilter)
         seconds = timeframe_seconds(p["timeframe"])

@@ -12,9 +12,14 @@ if TYPE_CHECKING:
     from tradeforge.strategies.base import SymbolBook
 
 
-def _equity_and_cash(strategy: Any) -> tuple[float, float]:
+def _equity_and_cash(strategy: Any, book: SymbolBook) -> tuple[float, float]:
+    """Equity and the cash an entry may use. When the entry reverses a position whose closing
+    order is already submitted for the same open, the cash that close releases counts too."""
     broker = strategy.broker
-    return broker.getvalue(), broker.getcash()
+    cash = broker.getcash()
+    if book.exit_order is not None:
+        cash += strategy.getposition(book.data).size * book.data.close[0]
+    return broker.getvalue(), cash
 
 
 class FixedStake(SizingMixin):
@@ -26,13 +31,14 @@ class FixedStake(SizingMixin):
     }
 
     def position_size(self, book: SymbolBook, side: Side, price: float) -> float:
-        _, cash = _equity_and_cash(self)
+        _, cash = _equity_and_cash(self, book)
         return min(self.mixin_params(FixedStake)["stake"], cash) / price
 
 
 class PercentEquity(SizingMixin):
-    """Spend `pct` percent of equity per trade, never more than the free cash
-    (size = min(equity, cash) / price × pct / 100, the arithmetic of bt.sizers.PercentSizer)."""
+    """Spend `pct` percent of equity per trade, never more than the free cash: size = min(equity,
+    cash) / price × pct / 100 (when flat this is exactly bt.sizers.PercentSizer's arithmetic; on a
+    stop-and-reverse the cash released by the closing order counts)."""
 
     name: ClassVar[str] = "percent_equity"
     param_specs: ClassVar[dict[str, Param]] = {
@@ -40,7 +46,7 @@ class PercentEquity(SizingMixin):
     }
 
     def position_size(self, book: SymbolBook, side: Side, price: float) -> float:
-        equity, cash = _equity_and_cash(self)
+        equity, cash = _equity_and_cash(self, book)
         return min(equity, cash) / price * (self.mixin_params(PercentEquity)["pct"] / 100)
 
 
@@ -64,7 +70,7 @@ class FixedFractionalRisk(SizingMixin):
         ]
         if not distances:
             return 0.0  # no stop yet (e.g. ATR still warming up): no risk can be sized
-        equity, cash = _equity_and_cash(self)
+        equity, cash = _equity_and_cash(self, book)
         size = equity * p["risk_pct"] / 100 / min(distances)
         cap = min(equity * p["max_pct"] / 100, cash) / price
         return min(size, cap)
@@ -88,7 +94,7 @@ class Kelly(SizingMixin):
         p = self.mixin_params(Kelly)
         fraction = kelly_fraction([t.pnl for t in self.closed_trades], p["min_trades"])  # type: ignore[attr-defined]
         pct = p["default_pct"] if fraction is None else min(fraction * p["multiplier"] * 100, p["cap_pct"])
-        equity, cash = _equity_and_cash(self)
+        equity, cash = _equity_and_cash(self, book)
         return max(min(equity * pct / 100, cash), 0.0) / price
 
 
