@@ -116,8 +116,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--bars", type=int, nargs="+", default=[100_000, 1_000_000])
     args = parser.parse_args(argv)
     ok = True
-    print(f"{'bars':>9} {'plain bars/s':>13} {'tradeforge bars/s':>18} {'ratio':>6} "
-          f"{'plain MB':>9} {'tf MB':>7} {'trades':>7}  identical")
+    print(
+        f"{'bars':>9} {'plain bars/s':>13} {'tradeforge bars/s':>18} {'ratio':>6} "
+        f"{'plain MB':>9} {'tf MB':>7} {'trades':>7}  identical"
+    )
     for bars in args.bars:
         plain = in_fresh_process("run_plain", bars)
         ours = in_fresh_process("run_tradeforge", bars)

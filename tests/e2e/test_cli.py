@@ -26,22 +26,50 @@ REAL_BTC_1H = SHARED_DATA / "binance_BTC-USDT_1h.csv"
 
 TEMPLATES = ("sma_cross", "rsi_reversion", "donchian_breakout", "multi_timeframe_trend")
 ENTRIES = (
-    "sma_cross", "ema_cross", "rsi_reversion", "bollinger_reversion", "macd_trend", "donchian_breakout",
+    "sma_cross",
+    "ema_cross",
+    "rsi_reversion",
+    "bollinger_reversion",
+    "macd_trend",
+    "donchian_breakout",
 )
 EXITS = ("stop_loss", "take_profit", "trailing_stop", "atr_stop", "time_exit")
 SIZINGS = ("fixed_stake", "percent_equity", "fixed_fractional_risk", "kelly")
 FILTERS = ("trend", "volatility", "session")
 PROTECTIONS = ("cooldown", "max_drawdown", "stoploss_guard", "daily_loss_limit")
 SUMMARY_LABELS = (
-    "trades", "total return", "CAGR", "Sharpe", "max drawdown", "win rate", "profit factor", "exposure",
+    "trades",
+    "total return",
+    "CAGR",
+    "Sharpe",
+    "max drawdown",
+    "win rate",
+    "profit factor",
+    "exposure",
 )
 TRADE_KEYS = {
-    "symbol", "side", "entry_time", "exit_time", "size", "entry_price", "exit_price",
-    "pnl", "pnl_pct", "fees", "exit_reason",
+    "symbol",
+    "side",
+    "entry_time",
+    "exit_time",
+    "size",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "pnl_pct",
+    "fees",
+    "exit_reason",
 }
 METRIC_KEYS = {
-    "total_return", "cagr", "sharpe", "sortino", "max_drawdown",
-    "n_trades", "win_rate", "profit_factor", "exposure",
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
 }
 
 SMALL_BOT = """\
@@ -148,8 +176,9 @@ def check_result_file(doc: dict[str, Any]) -> None:
     assert -1.0 <= metrics["max_drawdown"] <= 0.0, "max_drawdown is a negative fraction"
     assert metrics["win_rate"] is None or 0.0 <= metrics["win_rate"] <= 1.0
     assert 0.0 <= metrics["exposure"] <= 1.0
-    assert math.isclose(metrics["total_return"], doc["final_value"] / doc["start_value"] - 1, rel_tol=1e-9,
-                        abs_tol=1e-12)
+    assert math.isclose(
+        metrics["total_return"], doc["final_value"] / doc["start_value"] - 1, rel_tol=1e-9, abs_tol=1e-12
+    )
 
     trades = doc["trades"]
     assert metrics["n_trades"] == len(trades)
@@ -228,7 +257,9 @@ def test_new_config_with_an_unknown_template_exits_2_naming_the_known_ones(tmp_p
 
 
 def test_validate_config_lists_every_error_with_dotted_path(tmp_path: Path) -> None:
-    write(tmp_path / "bot.yaml", """\
+    write(
+        tmp_path / "bot.yaml",
+        """\
 name: typo-bot
 strategy:
   entry: {name: sma_cross, fast: 50, slow: 20}
@@ -240,7 +271,8 @@ strategy:
     volatility: {min_pct: 5, max_pct: 2}
   protections:
     cooldown: {bars: -1}
-""")
+""",
+    )
     code, out, err = tradeforge_cli(tmp_path, "validate-config", "bot.yaml")
     assert_clean_bad_input(code, out, err)
     assert "valid" not in out
@@ -260,20 +292,28 @@ strategy:
 
 
 def test_validate_config_lists_every_schema_error_with_suggestions_for_typos(tmp_path: Path) -> None:
-    write(tmp_path / "bot.yaml", """\
+    write(
+        tmp_path / "bot.yaml",
+        """\
 name: "has spaces"
 mode: yolo
 data: {timeframe: 90s, sybmols: [BTC/USDT]}
 broker: {cash: -5, commission: 0.5}
 strategy:
   entry: {name: sma_cross}
-""")
+""",
+    )
     code, out, err = tradeforge_cli(tmp_path, "validate-config", "bot.yaml")
     assert_clean_bad_input(code, out, err)
     message = flat(err)
     assert "bot.yaml" in message
-    for path, value in [("name", "'has spaces'"), ("mode", "'yolo'"), ("data.timeframe", "'90s'"),
-                        ("broker.cash", "-5"), ("broker.commission", "0.5")]:
+    for path, value in [
+        ("name", "'has spaces'"),
+        ("mode", "'yolo'"),
+        ("data.timeframe", "'90s'"),
+        ("broker.cash", "-5"),
+        ("broker.commission", "0.5"),
+    ]:
         pattern = rf"(^|\s){re.escape(path)}: .*\(got {re.escape(value)}\)"
         assert re.search(pattern, err, re.MULTILINE), (path, err)
     assert "data.sybmols: unknown key 'sybmols'; did you mean 'symbols'?" in message
@@ -281,13 +321,16 @@ strategy:
 
 def test_validate_config_reports_schema_and_strategy_errors_together(tmp_path: Path) -> None:
     """EVERY error at once: a bad broker section must not hide a bad mixin parameter."""
-    write(tmp_path / "bot.yaml", """\
+    write(
+        tmp_path / "bot.yaml",
+        """\
 broker: {cash: -5}
 strategy:
   entry: {name: sma_cross}
   exits:
     stop_loss: {pct: 5}
-""")
+""",
+    )
     code, out, err = tradeforge_cli(tmp_path, "validate-config", "bot.yaml")
     assert_clean_bad_input(code, out, err)
     message = flat(err)
@@ -298,14 +341,18 @@ strategy:
 def test_validate_config_masks_values_under_secret_looking_keys(tmp_path: Path) -> None:
     # The strict schema has no secret fields yet, so an unknown secret-looking key is the way in:
     # neither its value in the file nor one from the environment may be echoed back.
-    write(tmp_path / "bot.yaml", """\
+    write(
+        tmp_path / "bot.yaml",
+        """\
 strategy:
   entry: {name: sma_cross}
   exits:
     api_token: zz-file-secret-zz
-""")
-    code, out, err = tradeforge_cli(tmp_path, "validate-config", "bot.yaml",
-                                    env={"TRADEFORGE__BROKER__PASSWORD": "zz-env-secret-zz"})
+""",
+    )
+    code, out, err = tradeforge_cli(
+        tmp_path, "validate-config", "bot.yaml", env={"TRADEFORGE__BROKER__PASSWORD": "zz-env-secret-zz"}
+    )
     assert_clean_bad_input(code, out, err)
     message = flat(err)
     assert "strategy.exits.api_token:" in message and "(got '***')" in message
@@ -316,9 +363,15 @@ strategy:
 
 def test_env_override_beats_the_file(tmp_path: Path) -> None:
     write(tmp_path / "bot.yaml", SMALL_BOT)
-    code, out, err = tradeforge_cli(tmp_path, "show-config", "bot.yaml", env={
-        "TRADEFORGE__BROKER__CASH": "5000", "TRADEFORGE__STRATEGY__ENTRY__FAST": "12",
-    })
+    code, out, err = tradeforge_cli(
+        tmp_path,
+        "show-config",
+        "bot.yaml",
+        env={
+            "TRADEFORGE__BROKER__CASH": "5000",
+            "TRADEFORGE__STRATEGY__ENTRY__FAST": "12",
+        },
+    )
     assert code == 0, err
     shown = yaml.safe_load(out)
     assert shown["broker"]["cash"] == 5000
@@ -332,21 +385,27 @@ def test_env_override_beats_the_file(tmp_path: Path) -> None:
 
 
 def test_overlays_merge_in_order_later_files_win_and_mappings_merge_key_by_key(tmp_path: Path) -> None:
-    write(tmp_path / "base.yaml", """\
+    write(
+        tmp_path / "base.yaml",
+        """\
 name: base-bot
 data: {symbols: [BTC/USDT, ETH/USDT], timeframe: 1h}
 broker: {cash: 1000, commission: 0.002}
 strategy:
   entry: {name: sma_cross, fast: 10, slow: 30}
   exits: {stop_loss: {pct: 0.02}}
-""")
-    write(tmp_path / "live.yaml", """\
+""",
+    )
+    write(
+        tmp_path / "live.yaml",
+        """\
 name: live-bot
 data: {symbols: [ETH/USDT]}
 broker: {cash: 2000}
 strategy:
   exits: {take_profit: {pct: 0.05}}
-""")
+""",
+    )
     code, out, err = tradeforge_cli(tmp_path, "show-config", "--config", "base.yaml", "--config", "live.yaml")
     assert code == 0, err
     shown = yaml.safe_load(out)
@@ -449,8 +508,18 @@ def test_every_template_backtests_as_is_and_writes_a_consistent_result_file(
 def test_backtest_cash_from_and_to_override_the_config(tmp_path: Path) -> None:
     write(tmp_path / "bot.yaml", SMALL_BOT)
     code, out, err = tradeforge_cli(
-        tmp_path, "backtest", "--config", "bot.yaml", "--cash", "5000",
-        "--from", "2023-03-01", "--to", "2023-06-01T12:00:00Z", "--json", "result.json",
+        tmp_path,
+        "backtest",
+        "--config",
+        "bot.yaml",
+        "--cash",
+        "5000",
+        "--from",
+        "2023-03-01",
+        "--to",
+        "2023-06-01T12:00:00Z",
+        "--json",
+        "result.json",
     )
     assert code == 0, err
     doc = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
@@ -470,8 +539,18 @@ def test_backtest_cash_from_and_to_override_the_config(tmp_path: Path) -> None:
 def test_backtest_on_a_real_csv_given_with_data(tmp_path: Path) -> None:
     write(tmp_path / "bot.yaml", SMALL_BOT)
     code, _, err = tradeforge_cli(
-        tmp_path, "backtest", "-c", "bot.yaml", "--data", str(REAL_BTC_1H),
-        "--from", "2021-01-01", "--to", "2021-04-01", "--json", "real.json",
+        tmp_path,
+        "backtest",
+        "-c",
+        "bot.yaml",
+        "--data",
+        str(REAL_BTC_1H),
+        "--from",
+        "2021-01-01",
+        "--to",
+        "2021-04-01",
+        "--json",
+        "real.json",
     )
     assert code == 0, err
     doc = json.loads((tmp_path / "real.json").read_text(encoding="utf-8"))
@@ -507,18 +586,31 @@ def test_backtest_datadir_overrides_where_the_candle_store_lives(tmp_path: Path)
 
 
 BAD_CONFIGS = {  # case: (command, config text, fragments the error must contain)
-    "malformed_yaml": ("validate-config", "name: x\nstrategy:\n  entry: {name: sma_cross\n  exits: [1,\n",
-                       ["bot.yaml line 4", "malformed YAML"]),
-    "unknown_mixin": ("validate-config", "strategy:\n  entry: {name: sma_cross}\n  filters: {trnd: {}}\n",
-                      ["strategy.filters.trnd:", "unknown filter mixin", "did you mean 'trend'"]),
-    "out_of_bounds": ("backtest", "strategy:\n  entry: {name: rsi_reversion, period: 1}\n",
-                      ["strategy.entry.period:", "greater than or equal to 2", "(got 1)"]),
-    "fast_not_below_slow": ("backtest", "strategy:\n  entry: {name: ema_cross, fast: 30, slow: 30}\n",
-                            ["strategy.entry.fast:", "must be smaller than slow"]),
-    "missing_data_file": ("backtest",
-                          "data: {source: csv, path: 'candles/{symbol}.csv'}\n"
-                          "strategy: {preset: sma_cross}\n",
-                          ["data.path:", "candles/BTC-USDT.csv"]),
+    "malformed_yaml": (
+        "validate-config",
+        "name: x\nstrategy:\n  entry: {name: sma_cross\n  exits: [1,\n",
+        ["bot.yaml line 4", "malformed YAML"],
+    ),
+    "unknown_mixin": (
+        "validate-config",
+        "strategy:\n  entry: {name: sma_cross}\n  filters: {trnd: {}}\n",
+        ["strategy.filters.trnd:", "unknown filter mixin", "did you mean 'trend'"],
+    ),
+    "out_of_bounds": (
+        "backtest",
+        "strategy:\n  entry: {name: rsi_reversion, period: 1}\n",
+        ["strategy.entry.period:", "greater than or equal to 2", "(got 1)"],
+    ),
+    "fast_not_below_slow": (
+        "backtest",
+        "strategy:\n  entry: {name: ema_cross, fast: 30, slow: 30}\n",
+        ["strategy.entry.fast:", "must be smaller than slow"],
+    ),
+    "missing_data_file": (
+        "backtest",
+        "data: {source: csv, path: 'candles/{symbol}.csv'}\nstrategy: {preset: sma_cross}\n",
+        ["data.path:", "candles/BTC-USDT.csv"],
+    ),
 }
 
 
@@ -581,8 +673,13 @@ def test_bad_backtest_dates_exit_2_with_a_clear_error(
         (["new-config", "--output", "x.yaml"], "--template"),
         (["no-such-command"], "no-such-command"),
     ],
-    ids=["missing_config_option", "unknown_option", "negative_cash", "missing_template_option",
-         "unknown_command"],
+    ids=[
+        "missing_config_option",
+        "unknown_option",
+        "negative_cash",
+        "missing_template_option",
+        "unknown_command",
+    ],
 )
 def test_command_line_usage_errors_exit_2_without_traceback(
     tmp_path: Path, args: list[str], fragment: str
@@ -595,8 +692,9 @@ def test_command_line_usage_errors_exit_2_without_traceback(
 
 def test_zero_starting_cash_is_refused_as_bad_input(tmp_path: Path) -> None:
     write(tmp_path / "bot.yaml", SMALL_BOT)
-    code, out, err = tradeforge_cli(tmp_path, "backtest", "--config", "bot.yaml", "--cash", "0",
-                                    "--from", "2023-12-01")
+    code, out, err = tradeforge_cli(
+        tmp_path, "backtest", "--config", "bot.yaml", "--cash", "0", "--from", "2023-12-01"
+    )
     assert_clean_bad_input(code, out, err)
     assert "cash" in err
 

@@ -68,18 +68,22 @@ def validation_problems(config: BotConfig) -> dict[str, Problem]:
 
 def test_read_yaml_returns_the_mapping_and_treats_an_empty_file_as_empty(tmp_path: Path) -> None:
     assert read_yaml(write(tmp_path / "a.yaml", "name: bot\nbroker: {cash: 5}\n")) == {
-        "name": "bot", "broker": {"cash": 5},
+        "name": "bot",
+        "broker": {"cash": 5},
     }
     assert read_yaml(write(tmp_path / "empty.yaml", "# nothing but a comment\n")) == {}
 
 
 def test_read_yaml_names_file_line_and_column_of_malformed_yaml(tmp_path: Path) -> None:
-    path = write(tmp_path / "bot.yaml", """\
+    path = write(
+        tmp_path / "bot.yaml",
+        """\
         name: x
         strategy:
           entry: {name: sma_cross
           exits: [1,
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         read_yaml(path)
     (problem,) = info.value.problems
@@ -107,10 +111,16 @@ def test_read_yaml_refuses_a_top_level_that_is_not_a_mapping(tmp_path: Path) -> 
 
 
 def test_deep_merge_overlay_wins_mappings_merge_key_by_key_and_lists_are_replaced() -> None:
-    base = {"name": "a", "data": {"symbols": ["BTC/USDT", "ETH/USDT"], "timeframe": "1h"},
-            "strategy": {"exits": {"stop_loss": {"pct": 0.02}}}}
-    overlay = {"name": "b", "data": {"symbols": ["ETH/USDT"]},
-               "strategy": {"exits": {"stop_loss": {"pct": 0.03}, "take_profit": {"pct": 0.1}}}}
+    base = {
+        "name": "a",
+        "data": {"symbols": ["BTC/USDT", "ETH/USDT"], "timeframe": "1h"},
+        "strategy": {"exits": {"stop_loss": {"pct": 0.02}}},
+    }
+    overlay = {
+        "name": "b",
+        "data": {"symbols": ["ETH/USDT"]},
+        "strategy": {"exits": {"stop_loss": {"pct": 0.03}, "take_profit": {"pct": 0.1}}},
+    }
     merged = deep_merge(base, overlay)
     assert merged == {
         "name": "b",
@@ -127,17 +137,19 @@ def test_deep_merge_replaces_a_scalar_with_a_mapping_and_back() -> None:
 
 
 def test_env_overrides_turn_double_underscore_names_into_nested_keys_with_yaml_values() -> None:
-    overrides = env_overrides({
-        "TRADEFORGE__BROKER__CASH": "5000",
-        "TRADEFORGE__BROKER__SLIPPAGE": "0.001",
-        "TRADEFORGE__DATA__SYMBOLS": "[BTC/USDT, ETH/USDT]",
-        "TRADEFORGE__DATA__REPAIR": "true",
-        "TRADEFORGE__STRATEGY__ENTRY__NAME": "ema_cross",
-        "TRADEFORGE__NAME": "",
-        "TRADEFORGE__": "ignored",
-        "HOME": "/root",
-        "TRADEFORGE_BROKER__CASH": "1",  # one underscore: not ours
-    })
+    overrides = env_overrides(
+        {
+            "TRADEFORGE__BROKER__CASH": "5000",
+            "TRADEFORGE__BROKER__SLIPPAGE": "0.001",
+            "TRADEFORGE__DATA__SYMBOLS": "[BTC/USDT, ETH/USDT]",
+            "TRADEFORGE__DATA__REPAIR": "true",
+            "TRADEFORGE__STRATEGY__ENTRY__NAME": "ema_cross",
+            "TRADEFORGE__NAME": "",
+            "TRADEFORGE__": "ignored",
+            "HOME": "/root",
+            "TRADEFORGE_BROKER__CASH": "1",  # one underscore: not ours
+        }
+    )
     assert overrides == {
         "broker": {"cash": 5000, "slippage": 0.001},
         "data": {"symbols": ["BTC/USDT", "ETH/USDT"], "repair": True},
@@ -167,14 +179,17 @@ BASE = """\
 
 def test_load_config_merges_overlays_in_order_later_files_win(tmp_path: Path) -> None:
     base = write(tmp_path / "base.yaml", BASE)
-    live = write(tmp_path / "live.yaml", """\
+    live = write(
+        tmp_path / "live.yaml",
+        """\
         name: live-bot
         mode: live
         data: {symbols: [ETH/USDT]}
         broker: {cash: 2000}
         strategy:
           exits: {take_profit: {pct: 0.05}}
-        """)
+        """,
+    )
     config = load_config([base, live], environ={})
     assert (config.name, config.mode) == ("live-bot", "live")
     assert config.data.symbols == ["ETH/USDT"]
@@ -189,8 +204,9 @@ def test_load_config_merges_overlays_in_order_later_files_win(tmp_path: Path) ->
 
 def test_load_config_env_overrides_beat_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = write(tmp_path / "base.yaml", BASE)
-    config = load_config(base, environ={"TRADEFORGE__BROKER__CASH": "5000",
-                                        "TRADEFORGE__STRATEGY__ENTRY__FAST": "12"})
+    config = load_config(
+        base, environ={"TRADEFORGE__BROKER__CASH": "5000", "TRADEFORGE__STRATEGY__ENTRY__FAST": "12"}
+    )
     assert config.broker.cash == 5000
     assert config.broker.commission == 0.002
     assert config.strategy.entry is not None and config.strategy.entry.params() == {"fast": 12, "slow": 30}
@@ -207,12 +223,15 @@ def test_load_config_without_files_asks_for_one() -> None:
 
 def test_load_config_lists_every_problem_and_names_the_files(tmp_path: Path) -> None:
     base = write(tmp_path / "base.yaml", BASE)
-    bad = write(tmp_path / "bad.yaml", """\
+    bad = write(
+        tmp_path / "bad.yaml",
+        """\
         mode: yolo
         broker: {cash: 0, comission: 0.001}
         data: {start: 2023-06-01, end: 2023-01-01}
         strategy: {exits: {stop_loss: {pct: 0.02}}}
-        """)
+        """,
+    )
     with pytest.raises(ConfigError) as info:
         load_config([base, bad], environ={"TRADEFORGE__BROKER__SLIPPAGE": "0.5"})
     assert info.value.source == f"{base} + {bad}"
@@ -265,12 +284,14 @@ def test_load_config_requires_a_strategy_and_suggests_the_misspelled_section(tmp
 
 
 def test_problems_have_dotted_paths_plain_messages_and_offending_values() -> None:
-    found = schema_problems({
-        "name": "no spaces allowed",
-        "data": {"source": "csv", "symbols": ["A", "A"], "timeframe": "1x"},
-        "broker": {"commission": "lots"},
-        "strategy": {"preset": "sma_cross", "direction": "up"},
-    })
+    found = schema_problems(
+        {
+            "name": "no spaces allowed",
+            "data": {"source": "csv", "symbols": ["A", "A"], "timeframe": "1x"},
+            "broker": {"commission": "lots"},
+            "strategy": {"preset": "sma_cross", "direction": "up"},
+        }
+    )
     assert found["name"].value == "no spaces allowed"
     assert found["name"].message.startswith("String should match pattern")
     assert found["data.timeframe"].value == "1x"
@@ -288,9 +309,14 @@ def test_problems_from_model_validators_lose_the_value_error_prefix_and_whole_se
 
 
 def test_problems_for_unknown_keys_suggest_the_closest_key_or_list_the_allowed_ones() -> None:
-    found = schema_problems({
-        "strategy": {"preset": "sma_cross"}, "borker": {}, "data": {"sybmols": ["X"]}, "broker": {"zzz": 1},
-    })
+    found = schema_problems(
+        {
+            "strategy": {"preset": "sma_cross"},
+            "borker": {},
+            "data": {"sybmols": ["X"]},
+            "broker": {"zzz": 1},
+        }
+    )
     assert found["borker"].message == "unknown key 'borker'; did you mean 'broker'?"
     assert found["data.sybmols"].message == "unknown key 'sybmols'; did you mean 'symbols'?"
     assert found["broker.zzz"].message == "unknown key 'zzz'; allowed: cash, commission, slippage"
@@ -304,9 +330,19 @@ def test_unknown_strategy_key_suggests_the_documented_class_key() -> None:
 
 
 def test_problems_mask_values_under_secret_looking_keys() -> None:
-    found = schema_problems({"strategy": {"preset": "sma_cross", "exits": {
-        "api_token": "tok-123", "password": 42, "my_api_key": ["k1"], "harmless": 7,
-    }}})
+    found = schema_problems(
+        {
+            "strategy": {
+                "preset": "sma_cross",
+                "exits": {
+                    "api_token": "tok-123",
+                    "password": 42,
+                    "my_api_key": ["k1"],
+                    "harmless": 7,
+                },
+            }
+        }
+    )
     assert found["strategy.exits.api_token"].value == MASK
     assert found["strategy.exits.password"].value == MASK
     assert found["strategy.exits.my_api_key"].value in (None, MASK)
@@ -344,7 +380,9 @@ def test_redacted_masks_secret_fields_by_type() -> None:
         backup: SecretStr | None = None
 
     assert redacted(Channel(bot_id="42", credential=SecretStr("s3cr3t"))) == {
-        "bot_id": "42", "credential": MASK, "backup": None,
+        "bot_id": "42",
+        "credential": MASK,
+        "backup": None,
     }
 
 
@@ -400,14 +438,18 @@ def test_every_shipped_template_loads_and_validates(template: str) -> None:
 
 
 def test_validate_returns_the_composed_class_and_prefixed_parameters() -> None:
-    resolved = validate(bot({
-        "entry": {"name": "sma_cross", "fast": 5, "slow": 20},
-        "exits": {"stop_loss": {"pct": 0.03}, "time_exit": {}},
-        "sizing": {"name": "fixed_stake", "stake": 500},
-        "filters": {"session": {"days": "mon-fri"}},
-        "protections": {"cooldown": {"bars": 2}},
-        "direction": "both",
-    }))
+    resolved = validate(
+        bot(
+            {
+                "entry": {"name": "sma_cross", "fast": 5, "slow": 20},
+                "exits": {"stop_loss": {"pct": 0.03}, "time_exit": {}},
+                "sizing": {"name": "fixed_stake", "stake": 500},
+                "filters": {"session": {"days": "mon-fri"}},
+                "protections": {"cooldown": {"bars": 2}},
+                "direction": "both",
+            }
+        )
+    )
     assert resolved.label == "sma_cross+fixed_stake+stop_loss+time_exit+session+cooldown"
     assert resolved.params["sma_cross_fast"] == 5 and resolved.params["sma_cross_slow"] == 20
     assert resolved.params["stop_loss_pct"] == 0.03
@@ -421,31 +463,80 @@ def test_validate_returns_the_composed_class_and_prefixed_parameters() -> None:
 @pytest.mark.parametrize(
     ("strategy", "where", "message", "value"),
     [
-        ({"entry": {"name": "sma_cross", "fast": 0}}, "strategy.entry.fast",
-         "Input should be greater than or equal to 1", 0),
-        ({"entry": {"name": "bollinger_reversion", "devs": "wide"}}, "strategy.entry.devs",
-         "Input should be a valid number, unable to parse string as a number", "wide"),
-        ({"entry": {"name": "sma_cross"}, "exits": {"stop_loss": {"pct": 5}}}, "strategy.exits.stop_loss.pct",
-         "Input should be less than or equal to 0.99", 5),
-        ({"entry": {"name": "sma_cross"}, "exits": {"time_exit": {"bars": 0}}},
-         "strategy.exits.time_exit.bars", "Input should be greater than or equal to 1", 0),
-        ({"entry": {"name": "sma_cross"}, "sizing": {"name": "kelly", "multiplier": 2}},
-         "strategy.sizing.multiplier", "Input should be less than or equal to 1", 2),
-        ({"entry": {"name": "sma_cross"}, "sizing": {"name": "percent_equity", "pct": 0}},
-         "strategy.sizing.pct", "Input should be greater than or equal to 0.01", 0),
-        ({"entry": {"name": "sma_cross"}, "filters": {"trend": {"timeframe": "7h"}}},
-         "strategy.filters.trend.timeframe",
-         "Input should be '1m', '3m', '5m', '15m', '30m', '1h', '2h', '4h', '6h', '8h', '12h', '1d' or '1w'",
-         "7h"),
-        ({"entry": {"name": "sma_cross"}, "filters": {"session": {"start_hour": 24}}},
-         "strategy.filters.session.start_hour", "Input should be less than or equal to 23", 24),
-        ({"entry": {"name": "sma_cross"}, "protections": {"cooldown": {"bars": -1}}},
-         "strategy.protections.cooldown.bars", "Input should be greater than or equal to 0", -1),
-        ({"entry": {"name": "sma_cross"}, "protections": {"max_drawdown": {"pct": 1.5}}},
-         "strategy.protections.max_drawdown.pct", "Input should be less than or equal to 1", 1.5),
+        (
+            {"entry": {"name": "sma_cross", "fast": 0}},
+            "strategy.entry.fast",
+            "Input should be greater than or equal to 1",
+            0,
+        ),
+        (
+            {"entry": {"name": "bollinger_reversion", "devs": "wide"}},
+            "strategy.entry.devs",
+            "Input should be a valid number, unable to parse string as a number",
+            "wide",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "exits": {"stop_loss": {"pct": 5}}},
+            "strategy.exits.stop_loss.pct",
+            "Input should be less than or equal to 0.99",
+            5,
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "exits": {"time_exit": {"bars": 0}}},
+            "strategy.exits.time_exit.bars",
+            "Input should be greater than or equal to 1",
+            0,
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "sizing": {"name": "kelly", "multiplier": 2}},
+            "strategy.sizing.multiplier",
+            "Input should be less than or equal to 1",
+            2,
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "sizing": {"name": "percent_equity", "pct": 0}},
+            "strategy.sizing.pct",
+            "Input should be greater than or equal to 0.01",
+            0,
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "filters": {"trend": {"timeframe": "7h"}}},
+            "strategy.filters.trend.timeframe",
+            "Input should be '1m', '3m', '5m', '15m', '30m', '1h', '2h', '4h', '6h', '8h', '12h', "
+            "'1d' or '1w'",
+            "7h",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "filters": {"session": {"start_hour": 24}}},
+            "strategy.filters.session.start_hour",
+            "Input should be less than or equal to 23",
+            24,
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "protections": {"cooldown": {"bars": -1}}},
+            "strategy.protections.cooldown.bars",
+            "Input should be greater than or equal to 0",
+            -1,
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "protections": {"max_drawdown": {"pct": 1.5}}},
+            "strategy.protections.max_drawdown.pct",
+            "Input should be less than or equal to 1",
+            1.5,
+        ),
     ],
-    ids=["entry_low", "entry_type", "exit_high", "time_exit_low", "sizing_high", "sizing_low",
-         "filter_choice", "filter_high", "protection_low", "protection_high"],
+    ids=[
+        "entry_low",
+        "entry_type",
+        "exit_high",
+        "time_exit_low",
+        "sizing_high",
+        "sizing_low",
+        "filter_choice",
+        "filter_high",
+        "protection_low",
+        "protection_high",
+    ],
 )
 def test_mixin_parameters_out_of_bounds_are_reported_at_their_dotted_path(
     strategy: dict[str, Any], where: str, message: str, value: Any
@@ -456,23 +547,51 @@ def test_mixin_parameters_out_of_bounds_are_reported_at_their_dotted_path(
 @pytest.mark.parametrize(
     ("strategy", "where", "fragment"),
     [
-        ({"entry": {"name": "sma_cross", "fast": 30, "slow": 30}}, "strategy.entry.fast",
-         "must be smaller than slow (30)"),
-        ({"entry": {"name": "ema_cross", "fast": 50, "slow": 20}}, "strategy.entry.fast",
-         "must be smaller than slow (20)"),
-        ({"entry": {"name": "macd_trend", "fast": 26, "slow": 12}}, "strategy.entry.fast",
-         "must be smaller than slow (12)"),
-        ({"entry": {"name": "rsi_reversion", "lower": 70, "upper": 30}}, "strategy.entry.lower",
-         "must be below upper (30.0)"),
-        ({"entry": {"name": "sma_cross"}, "filters": {"volatility": {"min_pct": 5, "max_pct": 2}}},
-         "strategy.filters.volatility.min_pct", "must not exceed max_pct (2.0)"),
-        ({"entry": {"name": "sma_cross"}, "filters": {"session": {"start_hour": 9, "end_hour": 9}}},
-         "strategy.filters.session.end_hour", "must differ from start_hour"),
-        ({"entry": {"name": "sma_cross"}, "filters": {"session": {"days": "funday"}}},
-         "strategy.filters.session.days", "unknown weekday 'funday'"),
+        (
+            {"entry": {"name": "sma_cross", "fast": 30, "slow": 30}},
+            "strategy.entry.fast",
+            "must be smaller than slow (30)",
+        ),
+        (
+            {"entry": {"name": "ema_cross", "fast": 50, "slow": 20}},
+            "strategy.entry.fast",
+            "must be smaller than slow (20)",
+        ),
+        (
+            {"entry": {"name": "macd_trend", "fast": 26, "slow": 12}},
+            "strategy.entry.fast",
+            "must be smaller than slow (12)",
+        ),
+        (
+            {"entry": {"name": "rsi_reversion", "lower": 70, "upper": 30}},
+            "strategy.entry.lower",
+            "must be below upper (30.0)",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "filters": {"volatility": {"min_pct": 5, "max_pct": 2}}},
+            "strategy.filters.volatility.min_pct",
+            "must not exceed max_pct (2.0)",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "filters": {"session": {"start_hour": 9, "end_hour": 9}}},
+            "strategy.filters.session.end_hour",
+            "must differ from start_hour",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "filters": {"session": {"days": "funday"}}},
+            "strategy.filters.session.days",
+            "unknown weekday 'funday'",
+        ),
     ],
-    ids=["sma_fast_eq_slow", "ema_fast_gt_slow", "macd_fast_gt_slow", "rsi_lower_above_upper",
-         "volatility_min_above_max", "session_empty_window", "session_bad_day"],
+    ids=[
+        "sma_fast_eq_slow",
+        "ema_fast_gt_slow",
+        "macd_fast_gt_slow",
+        "rsi_lower_above_upper",
+        "volatility_min_above_max",
+        "session_empty_window",
+        "session_bad_day",
+    ],
 )
 def test_inconsistent_mixin_parameters_are_reported_at_the_parameter_to_change(
     strategy: dict[str, Any], where: str, fragment: str
@@ -495,14 +614,30 @@ def test_trend_filter_shorter_than_the_candles_is_refused_before_the_run() -> No
     ("strategy", "where", "value", "suggestion"),
     [
         ({"entry": {"name": "sma_cros"}}, "strategy.entry.name", "sma_cros", "sma_cross"),
-        ({"entry": {"name": "sma_cross"}, "exits": {"stop_los": {}}}, "strategy.exits.stop_los", "stop_los",
-         "stop_loss"),
-        ({"entry": {"name": "sma_cross"}, "sizing": {"name": "percent_equty"}}, "strategy.sizing.name",
-         "percent_equty", "percent_equity"),
-        ({"entry": {"name": "sma_cross"}, "filters": {"volatilty": {}}}, "strategy.filters.volatilty",
-         "volatilty", "volatility"),
-        ({"entry": {"name": "sma_cross"}, "protections": {"cooldwn": {}}}, "strategy.protections.cooldwn",
-         "cooldwn", "cooldown"),
+        (
+            {"entry": {"name": "sma_cross"}, "exits": {"stop_los": {}}},
+            "strategy.exits.stop_los",
+            "stop_los",
+            "stop_loss",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "sizing": {"name": "percent_equty"}},
+            "strategy.sizing.name",
+            "percent_equty",
+            "percent_equity",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "filters": {"volatilty": {}}},
+            "strategy.filters.volatilty",
+            "volatilty",
+            "volatility",
+        ),
+        (
+            {"entry": {"name": "sma_cross"}, "protections": {"cooldwn": {}}},
+            "strategy.protections.cooldwn",
+            "cooldwn",
+            "cooldown",
+        ),
     ],
     ids=["entry", "exit", "sizing", "filter", "protection"],
 )
@@ -524,12 +659,16 @@ def test_a_mixin_of_the_wrong_kind_is_an_unknown_name_for_that_section() -> None
 
 
 def test_unknown_mixin_parameters_are_errors_with_a_suggestion() -> None:
-    problems = validation_problems(bot({
-        "entry": {"name": "sma_cross", "fats": 5},
-        "exits": {"stop_loss": {"pcts": 0.1}},
-        "sizing": {"name": "percent_equity", "percent": 50},
-        "protections": {"cooldown": {"bar": 3}},
-    }))
+    problems = validation_problems(
+        bot(
+            {
+                "entry": {"name": "sma_cross", "fats": 5},
+                "exits": {"stop_loss": {"pcts": 0.1}},
+                "sizing": {"name": "percent_equity", "percent": 50},
+                "protections": {"cooldown": {"bar": 3}},
+            }
+        )
+    )
     assert problems["strategy.entry.fats"].message == "unknown key 'fats'; did you mean 'fast'?"
     assert problems["strategy.exits.stop_loss.pcts"].message == "unknown key 'pcts'; did you mean 'pct'?"
     assert problems["strategy.sizing.percent"].message.startswith("unknown key 'percent'")
@@ -537,20 +676,26 @@ def test_unknown_mixin_parameters_are_errors_with_a_suggestion() -> None:
 
 
 def test_validate_lists_every_problem_across_mixin_kinds_and_data_at_once() -> None:
-    problems = validation_problems(bot(
-        {
-            "entry": {"name": "sma_cross", "fast": 40, "slow": 20},
-            "exits": {"stop_los": {"pct": 0.02}, "take_profit": {"pct": 0}},
-            "sizing": {"name": "kelly", "cap_pct": 200},
-            "filters": {"trend": {"period": 0}},
-            "protections": {"stoploss_guard": {"trades": 0}},
-        },
-        data={"source": "csv", "path": "nowhere/{symbol}.csv"},
-    ))
+    problems = validation_problems(
+        bot(
+            {
+                "entry": {"name": "sma_cross", "fast": 40, "slow": 20},
+                "exits": {"stop_los": {"pct": 0.02}, "take_profit": {"pct": 0}},
+                "sizing": {"name": "kelly", "cap_pct": 200},
+                "filters": {"trend": {"period": 0}},
+                "protections": {"stoploss_guard": {"trades": 0}},
+            },
+            data={"source": "csv", "path": "nowhere/{symbol}.csv"},
+        )
+    )
     assert set(problems) == {
-        "strategy.entry.fast", "strategy.exits.stop_los", "strategy.exits.take_profit.pct",
-        "strategy.sizing.cap_pct", "strategy.filters.trend.period",
-        "strategy.protections.stoploss_guard.trades", "data.path",
+        "strategy.entry.fast",
+        "strategy.exits.stop_los",
+        "strategy.exits.take_profit.pct",
+        "strategy.sizing.cap_pct",
+        "strategy.filters.trend.period",
+        "strategy.protections.stoploss_guard.trades",
+        "data.path",
     }
     assert problems["data.path"].value == "nowhere/BTC-USDT.csv"
 
@@ -575,8 +720,9 @@ def test_a_symbol_without_a_bundled_sample_is_reported_under_data_symbols() -> N
 
 
 def test_a_preset_validates_with_its_parameters_given_flat() -> None:
-    resolved = validate(bot({"preset": "rsi_reversion", "params": {"rsi_reversion_period": 10,
-                                                                   "stop_loss_pct": 0.01}}))
+    resolved = validate(
+        bot({"preset": "rsi_reversion", "params": {"rsi_reversion_period": 10, "stop_loss_pct": 0.01}})
+    )
     assert resolved.label == "rsi_reversion"
     assert resolved.params["rsi_reversion_period"] == 10 and resolved.params["stop_loss_pct"] == 0.01
 
@@ -589,11 +735,24 @@ def test_an_unknown_preset_is_reported_with_a_suggestion() -> None:
 
 
 def test_preset_params_are_validated_against_the_presets_mixins() -> None:
-    problems = validation_problems(bot({"preset": "sma_cross", "params": {
-        "sma_cross_fats": 5, "sma_cross_fast": 40, "sma_cross_slow": 20, "percent_equity_pct": 0,
-    }}))
-    assert set(problems) == {"strategy.params.sma_cross_fats", "strategy.params.sma_cross_fast",
-                             "strategy.params.percent_equity_pct"}
+    problems = validation_problems(
+        bot(
+            {
+                "preset": "sma_cross",
+                "params": {
+                    "sma_cross_fats": 5,
+                    "sma_cross_fast": 40,
+                    "sma_cross_slow": 20,
+                    "percent_equity_pct": 0,
+                },
+            }
+        )
+    )
+    assert set(problems) == {
+        "strategy.params.sma_cross_fats",
+        "strategy.params.sma_cross_fast",
+        "strategy.params.percent_equity_pct",
+    }
     assert "did you mean 'sma_cross_fast'?" in problems["strategy.params.sma_cross_fats"].message
     assert problems["strategy.params.sma_cross_fast"] == Problem(
         "strategy.params.sma_cross_fast", "must be smaller than slow (20)", 40
@@ -664,8 +823,9 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 
 
 def test_a_user_class_built_from_mixins_validates_with_its_flat_params(user_module: str) -> None:
-    resolved = validate(bot({"class": f"{user_module}:MyStrat", "params": {"sma_cross_fast": 5,
-                                                                          "stop_loss_pct": 0.03}}))
+    resolved = validate(
+        bot({"class": f"{user_module}:MyStrat", "params": {"sma_cross_fast": 5, "stop_loss_pct": 0.03}})
+    )
     assert resolved.cls.__name__ == "MyStrat" and issubclass(resolved.cls, Strategy)
     assert resolved.label == f"{user_module}:MyStrat"
     assert resolved.params == {"sma_cross_fast": 5, "stop_loss_pct": 0.03, "direction": "long"}
@@ -683,11 +843,23 @@ def test_a_user_class_runs_a_backtest(user_module: str) -> None:
 
 
 def test_user_class_params_are_validated_like_preset_params(user_module: str) -> None:
-    problems = validation_problems(bot({"class": f"{user_module}:MyStrat", "params": {
-        "stop_loss_pct": 5, "sma_cross_fast": 50, "take_profit_pct": 0.1,
-    }}))
-    assert set(problems) == {"strategy.params.stop_loss_pct", "strategy.params.sma_cross_fast",
-                             "strategy.params.take_profit_pct"}
+    problems = validation_problems(
+        bot(
+            {
+                "class": f"{user_module}:MyStrat",
+                "params": {
+                    "stop_loss_pct": 5,
+                    "sma_cross_fast": 50,
+                    "take_profit_pct": 0.1,
+                },
+            }
+        )
+    )
+    assert set(problems) == {
+        "strategy.params.stop_loss_pct",
+        "strategy.params.sma_cross_fast",
+        "strategy.params.take_profit_pct",
+    }
     assert problems["strategy.params.stop_loss_pct"].value == 5
     assert "MyStrat has no such parameter" in problems["strategy.params.take_profit_pct"].message
 
@@ -695,9 +867,13 @@ def test_user_class_params_are_validated_like_preset_params(user_module: str) ->
 def test_a_plain_backtrader_strategy_is_refused_with_a_clear_message(user_module: str) -> None:
     path = f"{user_module}:PlainBacktrader"
     problems = validation_problems(bot({"class": path}))
-    assert problems == {"strategy.class": Problem(
-        "strategy.class", "a Backtrader strategy; derive it from tradeforge.strategies.base.Strategy", path
-    )}
+    assert problems == {
+        "strategy.class": Problem(
+            "strategy.class",
+            "a Backtrader strategy; derive it from tradeforge.strategies.base.Strategy",
+            path,
+        )
+    }
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from backtrader.brokers import BackBroker
 
 
-class SimulatedBroker(BackBroker):  # type: ignore[misc]
+class SimulatedBroker(BackBroker):
     def start(self) -> None:
         super().start()
         self._position_pass_needed: bool | None = None

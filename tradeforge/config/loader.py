@@ -95,7 +95,9 @@ def load_config(paths: Sequence[Path] | Path, environ: Mapping[str, str] | None 
         raise ConfigError(problems_from_validation(exc), source=source) from None
 
 
-def problems_from_validation(exc: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> list[Problem]:
+def problems_from_validation(
+    exc: ValidationError, prefix: str = "", root: type[BaseModel] | None = None
+) -> list[Problem]:
     """Pydantic errors as Problems: dotted path, a plain message, the offending value (masked)."""
     problems = []
     for error in exc.errors(include_url=False):
@@ -104,7 +106,9 @@ def problems_from_validation(exc: ValidationError, prefix: str = "", root: type[
         message = error["msg"]
         value = error.get("input")
         if error["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}" + _suggestion(loc[-1], _allowed_keys(loc[:-1], root or BotConfig))
+            message = f"unknown key {loc[-1]!r}" + _suggestion(
+                loc[-1], _allowed_keys(loc[:-1], root or BotConfig)
+            )
             value = None
         elif error["type"] == "missing":
             value = None

@@ -92,14 +92,18 @@ class StrategyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> StrategyConfig:
-        chosen = [k for k, v in (("entry", self.entry), ("preset", self.preset), ("class", self.class_path)) if v]
+        chosen = [
+            k for k, v in (("entry", self.entry), ("preset", self.preset), ("class", self.class_path)) if v
+        ]
         if len(chosen) != 1:
             raise ValueError(
                 "give exactly one of strategy.entry (compose from mixins), strategy.preset or strategy.class"
                 + (f"; got {', '.join(chosen)}" if chosen else "")
             )
         if self.params and self.entry:
-            raise ValueError("strategy.params is for preset/class strategies; put mixin parameters in their block")
+            raise ValueError(
+                "strategy.params is for preset/class strategies; put mixin parameters in their block"
+            )
         return self
 
 
@@ -109,6 +113,6 @@ class BotConfig(StrictModel):
     name: str = Field("tradeforge-bot", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     mode: Mode = "paper"
     data_dir: Path = Field(Path("user_data"), description="candle store and databases live here")
-    data: DataConfig = Field(default_factory=DataConfig)
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    data: DataConfig = Field(default_factory=lambda: DataConfig())
+    broker: BrokerConfig = Field(default_factory=lambda: BrokerConfig())
     strategy: StrategyConfig

@@ -32,8 +32,13 @@ class BacktestOverrides:
     cash: float | None = None
 
 
-def build_cerebro(config: BotConfig, candles: list[Candles], resolved: ResolvedStrategy, cash: float | None = None,
-                  **strategy_kwargs: Any) -> bt.Cerebro:
+def build_cerebro(
+    config: BotConfig,
+    candles: list[Candles],
+    resolved: ResolvedStrategy,
+    cash: float | None = None,
+    **strategy_kwargs: Any,
+) -> bt.Cerebro:
     """A Cerebro that matches a default one in results, minus the observers nobody reads."""
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.broker = SimulatedBroker()
@@ -65,7 +70,11 @@ def run_backtest(
 
 
 def collect_result(
-    config: BotConfig, candles: list[Candles], resolved: ResolvedStrategy, strategy: Strategy, start_value: float
+    config: BotConfig,
+    candles: list[Candles],
+    resolved: ResolvedStrategy,
+    strategy: Strategy,
+    start_value: float,
 ) -> BacktestResult:
     times, values = strategy.equity_curve()
     trades = strategy.closed_trades

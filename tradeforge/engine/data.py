@@ -64,7 +64,9 @@ def load_candles(
         elif data_override is None and data.source == "store":
             candles = CandleStore(config.data_dir).load(data.exchange, symbol, data.timeframe)
         else:
-            candles = read_candles(_locate(config, symbol, data_override), symbol, data.timeframe, repair=data.repair)
+            candles = read_candles(
+                _locate(config, symbol, data_override), symbol, data.timeframe, repair=data.repair
+            )
         window = candles.between(start, end)
         if len(window) == 0:
             raise DataError(

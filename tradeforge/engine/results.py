@@ -77,7 +77,11 @@ def in_market_mask(times: np.ndarray, trades: list[TradeRecord]) -> np.ndarray:
     marks = np.zeros(len(times) + 1, dtype=np.int64)
     for trade in trades:
         first = np.searchsorted(times, _ns(trade.entry_time), side="left")
-        last = len(times) if trade.exit_time is None else np.searchsorted(times, _ns(trade.exit_time), side="left")
+        last = (
+            len(times)
+            if trade.exit_time is None
+            else np.searchsorted(times, _ns(trade.exit_time), side="left")
+        )
         marks[first] += 1
         marks[last] -= 1
     return np.cumsum(marks[:-1]) > 0

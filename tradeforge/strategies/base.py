@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import backtrader as bt
 import numpy as np
@@ -112,7 +112,10 @@ class ComposedMeta(type(bt.Strategy)):  # type: ignore[misc]
         return super().__new__(mcs, name, bases, namespace)
 
 
-def mixins_of(strategy_class: type, kind: type[Mixin]) -> list[type[Mixin]]:
+M = TypeVar("M", bound=Mixin)
+
+
+def mixins_of(strategy_class: type, kind: type[M]) -> list[type[M]]:
     """The concrete mixins of one kind a strategy class is composed of, in MRO order.
 
     A mixin subclassed to override a hook counts once, as its most derived class."""
@@ -131,7 +134,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
     """Base for composed strategies: `class MyStrat(SmaCrossEntry, StopLoss, PercentEquity, Strategy)`."""
 
     params = (("direction", "long"), ("events", None))
-    strategy_param_specs: dict[str, Param] = {
+    strategy_param_specs: ClassVar[dict[str, Param]] = {
         "direction": Param("long", choices=DIRECTIONS, doc="which sides the strategy may trade"),
     }
 
@@ -144,7 +147,8 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         self.protection_mixins = mixins_of(cls, ProtectionMixin)
         self.bar_exit_mixins = [m for m in self.exit_mixins if m.bar_exit is not ExitMixin.bar_exit]
         self.books = [
-            SymbolBook(data=d, symbol=d._name or f"data{i}", clock=d.lines.datetime) for i, d in enumerate(self.datas)
+            SymbolBook(data=d, symbol=d._name or f"data{i}", clock=d.lines.datetime)
+            for i, d in enumerate(self.datas)
         ]
         self._book_of = {id(book.data): book for book in self.books}
         self.closed_trades: list[TradeRecord] = []
@@ -171,14 +175,14 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             timeframe_seconds=_timeframe_seconds(data),
         )
         for mixin in (*self.exit_mixins, *self.filter_mixins, *self.protection_mixins):
-            mixin.prepare(self, book, book.bars)  # type: ignore[attr-defined]
+            mixin.prepare(self, book, book.bars)
         if self.entry_mixin is None:
             return
-        signals = self.entry_mixin.entry_signals(self, book.bars)  # type: ignore[attr-defined]
+        signals = self.entry_mixin.entry_signals(self, book.bars)
         allow_long = np.full(len(book.bars.close), self.p.direction in ("long", "both"))
         allow_short = np.full(len(book.bars.close), self.p.direction in ("short", "both"))
         for mixin in self.filter_mixins:
-            long_ok, short_ok = mixin.entry_mask(self, book.bars)  # type: ignore[attr-defined]
+            long_ok, short_ok = mixin.entry_mask(self, book.bars)
             allow_long &= long_ok
             allow_short &= short_ok
         entries = np.where(signals.long_entry & allow_long, LONG_ENTRY, 0)
@@ -222,23 +226,25 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 self._enter(book, "short" if side == "long" else "long", index)
             return
         for mixin in self.bar_exit_mixins:
-            if mixin.bar_exit(self, book, index):  # type: ignore[attr-defined]
+            if mixin.bar_exit(self, book, index):
                 self._exit(book, mixin.name)
                 return
 
     def _enter(self, book: SymbolBook, side: Side, index: int) -> None:
         for mixin in self.protection_mixins:
-            reason = mixin.entry_blocked(self, book, index)  # type: ignore[attr-defined]
+            reason = mixin.entry_blocked(self, book, index)
             if reason:
                 log.debug("%s entry blocked by %s: %s", book.symbol, mixin.name, reason)
                 return
         if self.sizing_mixin is None:
             raise TypeError(f"{type(self).__name__} has an entry mixin but no sizing mixin")
         price = book.data.close[0]
-        size = self.sizing_mixin.position_size(self, book, side, price)  # type: ignore[attr-defined]
+        size = self.sizing_mixin.position_size(self, book, side, price)
         if not size > 0:
             return
-        order = self.buy(data=book.data, size=size) if side == "long" else self.sell(data=book.data, size=size)
+        order = (
+            self.buy(data=book.data, size=size) if side == "long" else self.sell(data=book.data, size=size)
+        )
         order.addinfo(role="entry", side=side)
         book.entry_order = order
 
@@ -261,7 +267,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         book.unprotected = False
         plans: list[ProtectiveOrder] = []
         for mixin in self.exit_mixins:
-            plan = mixin.protective_order(self, book, side, book.entry_price)  # type: ignore[attr-defined]
+            plan = mixin.protective_order(self, book, side, book.entry_price)
             if plan is not None:
                 plans.append(plan)
         submit = self.sell if side == "long" else self.buy
@@ -333,7 +339,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         book.trades.append(record)
         self.closed_trades.append(record)
         for mixin in self.protection_mixins:
-            mixin.on_trade_closed(self, book, record, len(book.data) - 1)  # type: ignore[attr-defined]
+            mixin.on_trade_closed(self, book, record, len(book.data) - 1)
         self._emit("on_trade", book, record)
 
     def _emit(self, hook: str, *args: Any) -> None:
@@ -378,7 +384,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         return from_bt_dates(stamps), np.frombuffer(self.equity, dtype=np.float64).copy()
 
 
-def _one_or_none(cls: type, kind: type[Mixin]) -> type[Mixin] | None:
+def _one_or_none(cls: type, kind: type[M]) -> type[M] | None:
     found = mixins_of(cls, kind)
     if len(found) > 1:  # the registry refuses such classes before a run; this guards direct use
         names = ", ".join(k.name for k in found)

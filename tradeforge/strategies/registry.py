@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any, Literal
 
 import backtrader as bt
-from pydantic import ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from tradeforge.config.loader import problems_from_validation
 from tradeforge.config.schema import StrategyConfig
@@ -76,7 +76,9 @@ class Registry:
             raise TypeError(f"{mixin.__name__} needs a `name` and must subclass one of the mixin kinds")
         existing = self._mixins.get(mixin.name)
         if existing is not None and existing is not mixin:
-            raise TypeError(f"mixin name {mixin.name!r} is taken by {existing.__module__}.{existing.__name__}")
+            raise TypeError(
+                f"mixin name {mixin.name!r} is taken by {existing.__module__}.{existing.__name__}"
+            )
         self._mixins[mixin.name] = mixin
 
     def add_preset(self, name: str, cls: type[Strategy]) -> None:
@@ -105,7 +107,9 @@ class Registry:
             raise ConfigError(problems)
         return resolved
 
-    def _compose_from_config(self, config: StrategyConfig, problems: list[Problem]) -> ResolvedStrategy | None:
+    def _compose_from_config(
+        self, config: StrategyConfig, problems: list[Problem]
+    ) -> ResolvedStrategy | None:
         assert config.entry is not None
         chosen: list[tuple[type[Mixin], dict[str, Any]]] = []
         single = {"entry": config.entry, "sizing": config.sizing}
@@ -126,7 +130,7 @@ class Registry:
         problems.extend(composition_problems(classes, "strategy.sizing.name"))
         if problems:
             return None
-        cls = compose(*classes)
+        cls = compose(*classes)  # type: ignore[arg-type]  # mypy: classes are hashable
         params = {m.bt_param(k): v for m, values in chosen for k, v in values.items()}
         params["direction"] = config.direction
         return ResolvedStrategy(cls, params, "+".join(m.name for m in classes))
@@ -136,7 +140,11 @@ class Registry:
             cls = self._presets.get(config.preset)
             if cls is None:
                 problems.append(
-                    Problem("strategy.preset", f"unknown preset{_choices(config.preset, self._presets)}", config.preset)
+                    Problem(
+                        "strategy.preset",
+                        f"unknown preset{_choices(config.preset, self._presets)}",
+                        config.preset,
+                    )
                 )
                 return None
             label = config.preset
@@ -158,16 +166,23 @@ class Registry:
         known = set(cls.params._getkeys()) - {"events", "direction"}  # type: ignore[attr-defined]
         for key in given:
             if key == "direction":
-                problems.append(Problem("strategy.params.direction", "set strategy.direction instead", given[key]))
+                problems.append(
+                    Problem("strategy.params.direction", "set strategy.direction instead", given[key])
+                )
             elif key not in known:
                 problems.append(
-                    Problem(f"strategy.params.{key}", f"{cls.__name__} has no such parameter{_choices(key, known)}")
+                    Problem(
+                        f"strategy.params.{key}",
+                        f"{cls.__name__} has no such parameter{_choices(key, known)}",
+                    )
                 )
         params: dict[str, Any] = {}
         for kind in MIXIN_KINDS.values():
             for mixin in mixins_of(cls, kind):
                 mine = {p: given[mixin.bt_param(p)] for p in mixin.param_specs if mixin.bt_param(p) in given}
-                values = self._validate(mixin, {**_defaults(mixin), **mine}, "strategy.params", problems, prefixed=True)
+                values = self._validate(
+                    mixin, {**_defaults(mixin), **mine}, "strategy.params", problems, prefixed=True
+                )
                 params.update({mixin.bt_param(p): v for p, v in values.items() if p in mine})
         params.update({k: v for k, v in given.items() if k in known and k not in params})
         return params
@@ -181,21 +196,26 @@ class Registry:
         return mixin
 
     def _validate(
-        self, mixin: type[Mixin], values: dict[str, Any], where: str, problems: list[Problem], prefixed: bool = False
+        self,
+        mixin: type[Mixin],
+        values: dict[str, Any],
+        where: str,
+        problems: list[Problem],
+        prefixed: bool = False,
     ) -> dict[str, Any]:
         try:
-            model = params_model(mixin).model_validate(values)
+            model = params_model(mixin).model_validate(values)  # type: ignore[arg-type]  # mypy: classes are hashable
         except ValidationError as exc:
-            found = problems_from_validation(exc, prefix=where, root=params_model(mixin))
+            found = problems_from_validation(exc, prefix=where, root=params_model(mixin))  # type: ignore[arg-type]  # mypy: classes are hashable
             if prefixed:  # class params are flat: report `strategy.params.sma_cross_fast`
                 found = [Problem(_prefixed(p.where, where, mixin), p.message, p.value) for p in found]
             problems.extend(found)
             return {}
         checked = model.model_dump()
-        found = mixin.check_params(checked)
+        clashes = mixin.check_params(checked)
         if self._timeframe_seconds is not None:
-            found = [*found, *mixin.check_for_feed(checked, self._timeframe_seconds)]
-        for param, message in found:
+            clashes = [*clashes, *mixin.check_for_feed(checked, self._timeframe_seconds)]
+        for param, message in clashes:
             name = mixin.bt_param(param) if prefixed else param
             problems.append(Problem(f"{where}.{name}", message, checked.get(param)))
         return checked
@@ -207,15 +227,20 @@ def composition_problems(mixins: list[type[Mixin]], where: str) -> list[Problem]
     by_kind = {kind: [m.name for m in mixins if m.kind == kind] for kind in ("entry", "sizing")}
     for kind, names in by_kind.items():
         if len(names) > 1:
-            problems.append(Problem(where, f"combines several {kind} mixins ({', '.join(names)}); use exactly one"))
+            problems.append(
+                Problem(where, f"combines several {kind} mixins ({', '.join(names)}); use exactly one")
+            )
     if by_kind["entry"] and not by_kind["sizing"]:
         problems.append(Problem(where, "has an entry mixin but no sizing mixin; add one, e.g. PercentEquity"))
-    has_stop = any(issubclass(m, ExitMixin) and m.stop_distance is not ExitMixin.stop_distance for m in mixins)
+    has_stop = any(
+        issubclass(m, ExitMixin) and m.stop_distance is not ExitMixin.stop_distance for m in mixins
+    )
     if "fixed_fractional_risk" in by_kind["sizing"] and not has_stop:
         problems.append(
             Problem(
                 where,
-                "fixed_fractional_risk sizes from the stop distance: add stop_loss, trailing_stop or atr_stop as an exit",
+                "fixed_fractional_risk sizes from the stop distance: "
+                "add stop_loss, trailing_stop or atr_stop as an exit",
             )
         )
     return problems
@@ -231,13 +256,13 @@ def _defaults(mixin: type[Mixin]) -> dict[str, Any]:
 
 
 @functools.cache
-def params_model(mixin: type[Mixin]) -> type:
+def params_model(mixin: type[Mixin]) -> type[BaseModel]:
     """A strict Pydantic model for one mixin's parameters, built from its Param declarations."""
     fields: dict[str, Any] = {}
     for name, spec in mixin.param_specs.items():
-        annotation: Any = Literal[spec.choices] if spec.choices else spec.type  # type: ignore[valid-type]
+        annotation: Any = Literal[spec.choices] if spec.choices else spec.type
         fields[name] = (annotation, Field(spec.default, ge=spec.low, le=spec.high, description=spec.doc))
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         f"{type(mixin).__name__}_{mixin.name}_params",
         __config__=ConfigDict(extra="forbid", strict=False),
         **fields,
@@ -250,7 +275,7 @@ def compose(*mixins: type[Mixin]) -> type[Strategy]:
     order = {kind: i for i, kind in enumerate(("entry", "exit", "filter", "protection", "sizing"))}
     bases = tuple(sorted(mixins, key=lambda m: order[m.kind]))
     name = "".join(part.title() for m in bases for part in m.name.split("_")) + "Strategy"
-    return type(name, (*bases, Strategy), {"__module__": __name__})  # type: ignore[return-value]
+    return type(name, (*bases, Strategy), {"__module__": __name__})
 
 
 def _import_strategy(path: str, problems: list[Problem]) -> type[Strategy] | None:
@@ -264,7 +289,11 @@ def _import_strategy(path: str, problems: list[Problem]) -> type[Strategy] | Non
         problems.append(Problem("strategy.class", f"cannot import: {exc}", path))
         return None
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
-        kind = "a Backtrader strategy" if isinstance(obj, type) and issubclass(obj, bt.Strategy) else "not a class"
+        kind = (
+            "a Backtrader strategy"
+            if isinstance(obj, type) and issubclass(obj, bt.Strategy)
+            else "not a class"
+        )
         problems.append(
             Problem("strategy.class", f"{kind}; derive it from tradeforge.strategies.base.Strategy", path)
         )

@@ -35,7 +35,7 @@ class SmaCrossEntry(EntryMixin):
         "fast": Param(10, low=1, high=1000, opt=(5, 50), step=1, doc="fast SMA period (bars)"),
         "slow": Param(30, low=2, high=5000, opt=(20, 200), step=5, doc="slow SMA period (bars)"),
     }
-    check_params = staticmethod(_fast_below_slow)  # type: ignore[assignment]
+    check_params = staticmethod(_fast_below_slow)
 
     @classmethod
     def warmup(cls, params: dict[str, Any]) -> int:
@@ -43,7 +43,9 @@ class SmaCrossEntry(EntryMixin):
 
     def entry_signals(self, bars: Bars) -> Signals:
         p = self.mixin_params(SmaCrossEntry)
-        return _crossing_signals(ind.crossover(ind.sma(bars.close, p["fast"]), ind.sma(bars.close, p["slow"])))
+        return _crossing_signals(
+            ind.crossover(ind.sma(bars.close, p["fast"]), ind.sma(bars.close, p["slow"]))
+        )
 
 
 class EmaCrossEntry(EntryMixin):
@@ -55,7 +57,7 @@ class EmaCrossEntry(EntryMixin):
         "fast": Param(12, low=1, high=1000, opt=(5, 50), step=1, doc="fast EMA period (bars)"),
         "slow": Param(26, low=2, high=5000, opt=(20, 200), step=5, doc="slow EMA period (bars)"),
     }
-    check_params = staticmethod(_fast_below_slow)  # type: ignore[assignment]
+    check_params = staticmethod(_fast_below_slow)
 
     @classmethod
     def warmup(cls, params: dict[str, Any]) -> int:
@@ -63,7 +65,9 @@ class EmaCrossEntry(EntryMixin):
 
     def entry_signals(self, bars: Bars) -> Signals:
         p = self.mixin_params(EmaCrossEntry)
-        return _crossing_signals(ind.crossover(ind.ema(bars.close, p["fast"]), ind.ema(bars.close, p["slow"])))
+        return _crossing_signals(
+            ind.crossover(ind.ema(bars.close, p["fast"]), ind.ema(bars.close, p["slow"]))
+        )
 
 
 class RsiReversionEntry(EntryMixin):
@@ -143,7 +147,7 @@ class MacdTrendEntry(EntryMixin):
         "signal": Param(9, low=1, high=200, opt=(5, 15), step=1, doc="signal EMA period"),
         "zero_filter": Param(False, doc="only enter long above zero (short below)"),
     }
-    check_params = staticmethod(_fast_below_slow)  # type: ignore[assignment]
+    check_params = staticmethod(_fast_below_slow)
 
     @classmethod
     def warmup(cls, params: dict[str, Any]) -> int:
