@@ -35,11 +35,11 @@ class DataConfig(StrictModel):
 
     source: DataSource = Field("sample", description="sample | csv | parquet | store")
     path: str | None = Field(None, description="candle file for csv/parquet sources")
-    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1)
-    timeframe: Timeframe = "1h"
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1, description="one or more")
+    timeframe: Timeframe = Field("1h", description="candle length: 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w")
     exchange: str = Field("binance", description="candle-store folder for source: store")
-    start: UtcDatetime | None = None
-    end: UtcDatetime | None = None
+    start: UtcDatetime | None = Field(None, description="first candle used (UTC; --from beats it)")
+    end: UtcDatetime | None = Field(None, description="last candle used (UTC; --to beats it)")
     repair: bool = Field(False, description="drop bad candle rows (logged) instead of failing")
 
     @model_validator(mode="after")
@@ -60,7 +60,7 @@ class DataConfig(StrictModel):
 class BrokerConfig(StrictModel):
     """Simulated broker: starting cash, commission and slippage as fractions of notional."""
 
-    cash: float = Field(10_000.0, gt=0)
+    cash: float = Field(10_000.0, gt=0, description="starting cash in quote currency")
     commission: float = Field(0.001, ge=0, le=0.1, description="fraction of notional per fill")
     slippage: float = Field(0.0, ge=0, le=0.1, description="fraction of price, against the order")
 
@@ -80,12 +80,16 @@ class StrategyConfig(StrictModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    entry: MixinChoice | None = None
-    exits: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
-    sizing: MixinChoice = Field(default_factory=lambda: MixinChoice(name="percent_equity"))
-    filters: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
-    protections: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
-    direction: Literal["long", "short", "both"] = "long"
+    entry: MixinChoice | None = Field(None, description="entry mixin: {name: ..., its parameters}")
+    exits: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="exit mixins by name")
+    sizing: MixinChoice = Field(
+        default_factory=lambda: MixinChoice(name="percent_equity"), description="sizing mixin: {name: ..., ...}"
+    )
+    filters: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="filter mixins by name")
+    protections: dict[str, dict[str, Any] | None] = Field(
+        default_factory=dict, description="protection mixins by name"
+    )
+    direction: Literal["long", "short", "both"] = Field("long", description="sides the strategy may trade")
     preset: str | None = Field(None, description="a registered preset strategy")
     class_path: str | None = Field(None, alias="class", description="'package.module:ClassName'")
     params: dict[str, Any] = Field(default_factory=dict, description="parameters for preset/class")
@@ -110,9 +114,11 @@ class StrategyConfig(StrictModel):
 class BotConfig(StrictModel):
     """A whole bot: what it trades, on which data, with which strategy and broker."""
 
-    name: str = Field("tradeforge-bot", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    mode: Mode = "paper"
+    name: str = Field(
+        "tradeforge-bot", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="bot name"
+    )
+    mode: Mode = Field("paper", description="backtest | paper | live; `tradeforge backtest` always simulates")
     data_dir: Path = Field(Path("user_data"), description="candle store and databases live here")
-    data: DataConfig = Field(default_factory=lambda: DataConfig())
-    broker: BrokerConfig = Field(default_factory=lambda: BrokerConfig())
-    strategy: StrategyConfig
+    data: DataConfig = Field(default_factory=lambda: DataConfig(), description="candles: see `data`")
+    broker: BrokerConfig = Field(default_factory=lambda: BrokerConfig(), description="see `broker`")
+    strategy: StrategyConfig = Field(description="see `strategy` and the mixin tables")

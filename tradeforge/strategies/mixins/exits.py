@@ -46,7 +46,8 @@ class TakeProfit(ExitMixin):
 
 
 class TrailingStop(ExitMixin):
-    """Stop that trails the best price since entry by `pct` (fraction), moved on every bar's close."""
+    """Stop `pct` (fraction) below the highest close since entry (above the lowest for shorts),
+    ratcheted at each close and filled intrabar like stop_loss."""
 
     name: ClassVar[str] = "trailing_stop"
     param_specs: ClassVar[dict[str, Param]] = {
