@@ -50,9 +50,7 @@ def _parse_date(value: str | None, option: str, *, end_of_day: bool = False) -> 
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(
-            [Problem(option, "not a date; use YYYY-MM-DD or an ISO-8601 time", value)]
-        ) from None
+        raise ConfigError([Problem(option, "not a date; use YYYY-MM-DD or an ISO-8601 time", value)]) from None
     moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     if end_of_day and len(value) == 10:
         moment += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
@@ -70,9 +68,7 @@ def templates() -> None:
 
 @app.command("new-config")
 def new_config(
-    template: Annotated[
-        str, typer.Option("--template", "-t", help="Template name (see `tradeforge templates`).")
-    ],
+    template: Annotated[str, typer.Option("--template", "-t", help="Template name (see `tradeforge templates`).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the config.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -113,9 +109,7 @@ def strategies() -> None:
 
     registry = Registry.default()
     for kind in KIND_ORDER:
-        table = Table(
-            "name", "parameter", "default", "bounds", "optimize", "description", title=f"{kind} mixins"
-        )
+        table = Table("name", "parameter", "default", "bounds", "optimize", "description", title=f"{kind} mixins")
         for mixin in registry.mixins(kind):
             first = True
             for param, spec in mixin.param_specs.items():
@@ -162,17 +156,11 @@ def backtest(
     data: Annotated[
         str | None, typer.Option("--data", help="Candle file (CSV/Parquet) instead of the config's.")
     ] = None,
-    date_from: Annotated[
-        str | None, typer.Option("--from", help="First candle (UTC), e.g. 2023-01-01.")
-    ] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="First candle (UTC), e.g. 2023-01-01.")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last candle (UTC).")] = None,
-    cash: Annotated[
-        float | None, typer.Option("--cash", help="Starting cash instead of broker.cash.")
-    ] = None,
+    cash: Annotated[float | None, typer.Option("--cash", help="Starting cash instead of broker.cash.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result file here.")] = None,
-    datadir: Annotated[
-        Path | None, typer.Option("--datadir", help="Data directory instead of data_dir.")
-    ] = None,
+    datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory instead of data_dir.")] = None,
 ) -> None:
     """Run the bot's strategy over historical candles and print a summary."""
     from tradeforge.engine.backtest import BacktestOverrides, run_backtest
@@ -204,9 +192,7 @@ def _render_result(result: Any) -> None:
     def num(value: float | None) -> str:
         return "n/a" if value is None else f"{value:,.2f}"
 
-    table = Table(
-        title=f"{result.config['name']}: {', '.join(result.symbols)} {result.timeframe}", show_header=False
-    )
+    table = Table(title=f"{result.config['name']}: {', '.join(result.symbols)} {result.timeframe}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     rows = [
@@ -224,6 +210,14 @@ def _render_result(result: Any) -> None:
         ("profit factor", num(m["profit_factor"])),
         ("exposure", pct(m["exposure"])),
     ]
+    gaps = {symbol: found for symbol, found in result.gaps.items() if found}
+    if gaps:
+        rows.append(
+            (
+                "data gaps",
+                ", ".join(f"{s}: {len(g)} ({sum(x.missing for x in g)} candles)" for s, g in gaps.items()),
+            )
+        )
     if result.open_trades:
         rows.append(("open at end", ", ".join(f"{t.symbol} {t.side}" for t in result.open_trades)))
     for label, value in rows:
@@ -245,9 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app(args=args, prog_name="tradeforge")  # standalone: usage errors print and exit 2 themselves
     except TradeforgeError as exc:
@@ -259,7 +251,6 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         err.print(
-            f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))} "
-            "(--debug shows the traceback)"
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))} (--debug shows the traceback)"
         )
         sys.exit(1)

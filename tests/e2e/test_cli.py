@@ -377,9 +377,7 @@ def test_env_override_beats_the_file(tmp_path: Path) -> None:
     assert shown["broker"]["cash"] == 5000
     assert shown["strategy"]["entry"] == {"name": "sma_cross", "fast": 12, "slow": 30}
 
-    code, out, err = tradeforge_cli(
-        tmp_path, "validate-config", "bot.yaml", env={"TRADEFORGE__BROKER__CASH": "-1"}
-    )
+    code, out, err = tradeforge_cli(tmp_path, "validate-config", "bot.yaml", env={"TRADEFORGE__BROKER__CASH": "-1"})
     assert_clean_bad_input(code, out, err)
     assert "broker.cash:" in flat(err) and "(got -1)" in flat(err)
 
@@ -487,9 +485,7 @@ def test_strategies_shows_each_mixins_summary_verbatim(strategies_listing: str) 
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
-def test_every_template_backtests_as_is_and_writes_a_consistent_result_file(
-    tmp_path: Path, template: str
-) -> None:
+def test_every_template_backtests_as_is_and_writes_a_consistent_result_file(tmp_path: Path, template: str) -> None:
     tradeforge_cli(tmp_path, "new-config", "-t", template, "-o", "bot.yaml")
     code, out, err = tradeforge_cli(tmp_path, "backtest", "--config", "bot.yaml", "--json", "out/result.json")
     assert code == 0, err
@@ -574,9 +570,7 @@ def test_backtest_datadir_overrides_where_the_candle_store_lives(tmp_path: Path)
     assert_clean_bad_input(code, out, err)
     assert "data.path:" in flat(err)
 
-    code, _, err = tradeforge_cli(
-        tmp_path, "backtest", "-c", "bot.yaml", "--datadir", "elsewhere", "--json", "r.json"
-    )
+    code, _, err = tradeforge_cli(tmp_path, "backtest", "-c", "bot.yaml", "--datadir", "elsewhere", "--json", "r.json")
     assert code == 0, err
     doc = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert iso(doc["start"]) == window.start and iso(doc["end"]) == window.end
@@ -654,9 +648,7 @@ def test_bad_candles_error_names_the_file_and_the_line(tmp_path: Path) -> None:
     ],
     ids=["not_a_date", "from_after_to", "outside_the_data"],
 )
-def test_bad_backtest_dates_exit_2_with_a_clear_error(
-    tmp_path: Path, args: list[str], fragments: list[str]
-) -> None:
+def test_bad_backtest_dates_exit_2_with_a_clear_error(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
     write(tmp_path / "bot.yaml", SMALL_BOT)
     code, out, err = tradeforge_cli(tmp_path, "backtest", "--config", "bot.yaml", *args)
     assert_clean_bad_input(code, out, err)
@@ -681,9 +673,7 @@ def test_bad_backtest_dates_exit_2_with_a_clear_error(
         "unknown_command",
     ],
 )
-def test_command_line_usage_errors_exit_2_without_traceback(
-    tmp_path: Path, args: list[str], fragment: str
-) -> None:
+def test_command_line_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[str], fragment: str) -> None:
     write(tmp_path / "bot.yaml", SMALL_BOT)
     code, out, err = tradeforge_cli(tmp_path, *args)
     assert_clean_bad_input(code, out, err)
@@ -692,9 +682,7 @@ def test_command_line_usage_errors_exit_2_without_traceback(
 
 def test_zero_starting_cash_is_refused_as_bad_input(tmp_path: Path) -> None:
     write(tmp_path / "bot.yaml", SMALL_BOT)
-    code, out, err = tradeforge_cli(
-        tmp_path, "backtest", "--config", "bot.yaml", "--cash", "0", "--from", "2023-12-01"
-    )
+    code, out, err = tradeforge_cli(tmp_path, "backtest", "--config", "bot.yaml", "--cash", "0", "--from", "2023-12-01")
     assert_clean_bad_input(code, out, err)
     assert "cash" in err
 

@@ -201,9 +201,7 @@ def config_for(strategy: dict[str, Any]) -> BotConfig:
     return BotConfig(mode="backtest", broker={"cash": CASH, "commission": COMMISSION}, strategy=strategy)
 
 
-def run_tradeforge(
-    candles: Candles, strategy: dict[str, Any]
-) -> tuple[float, list[Trade], list[TradeRecord]]:
+def run_tradeforge(candles: Candles, strategy: dict[str, Any]) -> tuple[float, list[Trade], list[TradeRecord]]:
     result = run_backtest(config_for(strategy), candles=[candles])
     trades = [(t.entry_time, t.exit_time, t.pnl, t.size) for t in result.trades]
     return result.final_value, trades, result.trades
@@ -213,9 +211,7 @@ def assert_same_backtest(plain: tuple[float, list[Trade]], ours: tuple[float, li
     plain_value, plain_trades = plain
     value, trades, _ = ours
     assert len(plain_trades) > 10, "too few trades for a meaningful comparison"
-    first_difference = next(
-        (i for i, (a, b) in enumerate(zip(plain_trades, trades, strict=False)) if a != b), None
-    )
+    first_difference = next((i for i, (a, b) in enumerate(zip(plain_trades, trades, strict=False)) if a != b), None)
     assert first_difference is None, (
         f"trade {first_difference} differs: plain {plain_trades[first_difference]} "
         f"!= tradeforge {trades[first_difference]}"
@@ -327,9 +323,7 @@ def test_stop_and_reverse_commits_the_same_share_of_equity_to_either_side(
     for side, values in shares.items():
         assert len(values) > 10
         low, high = min(values), max(values)
-        assert low >= 0.9 and high <= 1.0, (
-            f"{side} entries commit {low:.1%}..{high:.1%} of equity, expected ~95%"
-        )
+        assert low >= 0.9 and high <= 1.0, f"{side} entries commit {low:.1%}..{high:.1%} of equity, expected ~95%"
 
 
 # --- the simulated broker is Backtrader's BackBroker ------------------------------------------------
@@ -413,9 +407,7 @@ def test_array_feed_gives_backtrader_the_same_lines_as_pandas_data(
 
 
 @pytest.mark.parametrize("data", list(DATASETS))
-def test_to_bt_dates_equals_bt_date2num_for_every_timestamp(
-    dataset: Callable[[str], Dataset], data: str
-) -> None:
+def test_to_bt_dates_equals_bt_date2num_for_every_timestamp(dataset: Callable[[str], Dataset], data: str) -> None:
     d = dataset(data)
     expected = np.array([bt.date2num(moment) for moment in d.frame.index.to_pydatetime()])
     np.testing.assert_array_equal(to_bt_dates(d.candles.timestamp), expected, strict=True)

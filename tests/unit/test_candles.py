@@ -88,9 +88,7 @@ def test_unknown_timeframe_error_lists_valid_names() -> None:
         timeframe_seconds("2d")
 
 
-@pytest.mark.parametrize(
-    ("tf", "freq"), [("1m", "1min"), ("15m", "15min"), ("4h", "4h"), ("1d", "1D"), ("1w", "7D")]
-)
+@pytest.mark.parametrize(("tf", "freq"), [("1m", "1min"), ("15m", "15min"), ("4h", "4h"), ("1d", "1D"), ("1w", "7D")])
 def test_pandas_freq_names_the_same_length(tf: str, freq: str) -> None:
     assert pandas_freq(tf) == freq
     assert pd.Timedelta(freq).total_seconds() == timeframe_seconds(tf)
@@ -201,9 +199,7 @@ def test_read_candles_rejects_missing_columns_listing_them(tmp_path: Path) -> No
         ),
     ],
 )
-def test_read_candles_rejects_bad_row_naming_file_line_and_problem(
-    tmp_path: Path, bad_row: str, problem: str
-) -> None:
+def test_read_candles_rejects_bad_row_naming_file_line_and_problem(tmp_path: Path, bad_row: str, problem: str) -> None:
     path = write_csv(tmp_path, with_row(2, bad_row))
     with pytest.raises(DataError) as caught:
         read_candles(path, "T", "1h")
@@ -285,9 +281,7 @@ def test_read_candles_repair_still_rejects_what_it_cannot_fix_at_the_original_li
 
 def test_read_candles_reads_a_million_rows_in_well_under_two_seconds(tmp_path: Path) -> None:
     n = 1_000_000
-    stamps = np.datetime_as_string(
-        np.datetime64("2000-01-01T00:00") + np.arange(n).astype("timedelta64[m]"), unit="s"
-    )
+    stamps = np.datetime_as_string(np.datetime64("2000-01-01T00:00") + np.arange(n).astype("timedelta64[m]"), unit="s")
     price = np.round(100 + np.random.default_rng(0).random(n), 2)
     pd.DataFrame(
         {

@@ -204,9 +204,7 @@ def test_load_config_merges_overlays_in_order_later_files_win(tmp_path: Path) ->
 
 def test_load_config_env_overrides_beat_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = write(tmp_path / "base.yaml", BASE)
-    config = load_config(
-        base, environ={"TRADEFORGE__BROKER__CASH": "5000", "TRADEFORGE__STRATEGY__ENTRY__FAST": "12"}
-    )
+    config = load_config(base, environ={"TRADEFORGE__BROKER__CASH": "5000", "TRADEFORGE__STRATEGY__ENTRY__FAST": "12"})
     assert config.broker.cash == 5000
     assert config.broker.commission == 0.002
     assert config.strategy.entry is not None and config.strategy.entry.params() == {"fast": 12, "slow": 30}
@@ -251,8 +249,7 @@ def test_load_config_refuses_a_strategy_with_both_entry_and_preset(tmp_path: Pat
     found = load_problems(path)
     assert set(found) == {"strategy"}
     assert found["strategy"].message == (
-        "give exactly one of strategy.entry (compose from mixins), strategy.preset or strategy.class"
-        "; got entry, preset"
+        "give exactly one of strategy.entry (compose from mixins), strategy.preset or strategy.class; got entry, preset"
     )
 
 
@@ -266,9 +263,7 @@ def test_load_config_refuses_a_strategy_with_both_entry_and_preset(tmp_path: Pat
     ],
     ids=["none", "preset_and_class", "params_with_entry", "entry_without_name"],
 )
-def test_load_config_refuses_an_ambiguous_strategy_source(
-    tmp_path: Path, strategy: str, fragment: str
-) -> None:
+def test_load_config_refuses_an_ambiguous_strategy_source(tmp_path: Path, strategy: str, fragment: str) -> None:
     path = write(tmp_path / "bot.yaml", f"strategy: {strategy}\n")
     problems = load_problems(path)
     assert any(fragment in p.message for p in problems.values()), problems
@@ -502,8 +497,7 @@ def test_validate_returns_the_composed_class_and_prefixed_parameters() -> None:
         (
             {"entry": {"name": "sma_cross"}, "filters": {"trend": {"timeframe": "7h"}}},
             "strategy.filters.trend.timeframe",
-            "Input should be '1m', '3m', '5m', '15m', '30m', '1h', '2h', '4h', '6h', '8h', '12h', "
-            "'1d' or '1w'",
+            "Input should be '1m', '3m', '5m', '15m', '30m', '1h', '2h', '4h', '6h', '8h', '12h', '1d' or '1w'",
             "7h",
         ),
         (
@@ -720,9 +714,7 @@ def test_a_symbol_without_a_bundled_sample_is_reported_under_data_symbols() -> N
 
 
 def test_a_preset_validates_with_its_parameters_given_flat() -> None:
-    resolved = validate(
-        bot({"preset": "rsi_reversion", "params": {"rsi_reversion_period": 10, "stop_loss_pct": 0.01}})
-    )
+    resolved = validate(bot({"preset": "rsi_reversion", "params": {"rsi_reversion_period": 10, "stop_loss_pct": 0.01}}))
     assert resolved.label == "rsi_reversion"
     assert resolved.params["rsi_reversion_period"] == 10 and resolved.params["stop_loss_pct"] == 0.01
 
@@ -885,9 +877,7 @@ def test_a_plain_backtrader_strategy_is_refused_with_a_clear_message(user_module
     ],
     ids=["not_a_class", "missing_attribute", "no_colon"],
 )
-def test_a_bad_class_path_is_refused_at_strategy_class(
-    user_module: str, attribute: str, fragment: str
-) -> None:
+def test_a_bad_class_path_is_refused_at_strategy_class(user_module: str, attribute: str, fragment: str) -> None:
     problems = validation_problems(bot({"class": f"{user_module}{attribute}"}))
     assert set(problems) == {"strategy.class"}
     assert fragment in problems["strategy.class"].message
@@ -904,9 +894,7 @@ def test_a_class_path_to_a_missing_module_is_refused() -> None:
     [("TwoEntries", "entry"), ("NoSizing", "sizing"), ("RiskWithoutStop", "stop")],
     ids=["two_entry_mixins", "no_sizing_mixin", "risk_sizing_without_stop"],
 )
-def test_a_user_class_that_cannot_trade_is_refused_by_validation(
-    user_module: str, cls: str, fragment: str
-) -> None:
+def test_a_user_class_that_cannot_trade_is_refused_by_validation(user_module: str, cls: str, fragment: str) -> None:
     # A composed config with these flaws is refused; the same flaws in a user class must be too,
     # instead of crashing in the backtest (TwoEntries, NoSizing) or silently never trading.
     problems = validation_problems(bot({"class": f"{user_module}:{cls}"}))

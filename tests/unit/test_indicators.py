@@ -123,9 +123,7 @@ OURS: dict[str, Callable[[Market, int], np.ndarray]] = {
 
 @pytest.mark.parametrize("period", PERIODS)
 @pytest.mark.parametrize("name", list(OURS))
-def test_indicator_equals_backtrader_bit_for_bit_on_real_candles(
-    market: Market, name: str, period: int
-) -> None:
+def test_indicator_equals_backtrader_bit_for_bit_on_real_candles(market: Market, name: str, period: int) -> None:
     ours = OURS[name](market, period)
     reference = market.bt[f"{name}-{period}"]
     assert len(ours) == len(reference)
@@ -147,9 +145,7 @@ def _assert_crossover_equal(ours: np.ndarray, reference: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize(("fast", "slow"), SMA_PAIRS)
-def test_crossover_of_two_smas_equals_backtrader_on_real_candles(
-    market: Market, fast: int, slow: int
-) -> None:
+def test_crossover_of_two_smas_equals_backtrader_on_real_candles(market: Market, fast: int, slow: int) -> None:
     ours = ind.crossover(ind.sma(market.close, fast), ind.sma(market.close, slow))
     _assert_crossover_equal(ours, market.bt[f"crossover-{fast}-{slow}"])
     assert (ours == 1).any() and (ours == -1).any()
@@ -238,7 +234,5 @@ SMA_CASES = {
 @pytest.mark.parametrize("values", list(SMA_CASES.values()), ids=list(SMA_CASES))
 @pytest.mark.parametrize("period", [2, 3, 7])
 def test_sma_sums_each_window_exactly_like_backtrader(values: list[float], period: int) -> None:
-    reference = backtrader_values(frame_of(values), lambda d: {"sma": bt.ind.SMA(d.close, period=period)})[
-        "sma"
-    ]
+    reference = backtrader_values(frame_of(values), lambda d: {"sma": bt.ind.SMA(d.close, period=period)})["sma"]
     np.testing.assert_array_equal(ind.sma(np.array(values), period), reference, strict=True)

@@ -138,9 +138,7 @@ def test_periods_per_year_is_undefined_for_a_single_timestamp():
 
 
 def test_periods_per_year_accepts_datetime64_arrays():
-    ts = np.arange(
-        np.datetime64("2024-01-01T00:00"), np.datetime64("2024-01-08T00:00"), np.timedelta64(1, "h")
-    )
+    ts = np.arange(np.datetime64("2024-01-01T00:00"), np.datetime64("2024-01-08T00:00"), np.timedelta64(1, "h"))
     assert m.periods_per_year(ts) == pytest.approx(8760)
 
 

@@ -62,9 +62,7 @@ def _timestamps_ns(timestamps: Any) -> np.ndarray:
 
 def _pnls(trades: Sequence[Any]) -> np.ndarray:
     """Net pnl of each trade; trades may be mappings or objects with a ``pnl`` attribute."""
-    return np.fromiter(
-        (float(t["pnl"] if isinstance(t, Mapping) else t.pnl) for t in trades), dtype=np.float64
-    )
+    return np.fromiter((float(t["pnl"] if isinstance(t, Mapping) else t.pnl) for t in trades), dtype=np.float64)
 
 
 def _per_bar_rate(risk_free: float, ppy: float) -> float:

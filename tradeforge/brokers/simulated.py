@@ -3,7 +3,8 @@
 `BackBroker.next` walks every open position twice per bar: once to charge credit interest (which
 converts the bar's timestamp to a datetime for each position) and once to settle futures-style
 daily cash adjustments. With no interest configured and stock-like commissions, both always add
-exactly 0.0, so `next` skips them; when either could matter it runs Backtrader's code unchanged.
+exactly 0.0, so `next` skips them (and, with no order in flight, goes straight to valuing the
+portfolio); when either could matter it runs Backtrader's code unchanged.
 Order matching, cash and value are Backtrader's own, so results are identical (tests prove it).
 """
 
@@ -20,14 +21,15 @@ class SimulatedBroker(BackBroker):
     def _needs_position_pass(self) -> bool:
         # Commission schemes are fixed once the run has started; decide on the first bar.
         if self._position_pass_needed is None:
-            self._position_pass_needed = any(
-                info.p.interest or not info._stocklike for info in self.comminfo.values()
-            )
+            self._position_pass_needed = any(info.p.interest or not info._stocklike for info in self.comminfo.values())
         return self._position_pass_needed
 
     def next(self) -> None:
         if self._needs_position_pass():
             return super().next()
+        if not (self.pending or self.submitted or self._toactivate or self._userhist):
+            self._get_value()  # nothing to match: the only work left is valuing the portfolio
+            return None
         while self._toactivate:
             self._toactivate.popleft().activate()
         if self.p.checksubmit:

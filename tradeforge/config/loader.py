@@ -106,9 +106,7 @@ def problems_from_validation(
         message = error["msg"]
         value = error.get("input")
         if error["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}" + _suggestion(
-                loc[-1], _allowed_keys(loc[:-1], root or BotConfig)
-            )
+            message = f"unknown key {loc[-1]!r}" + _suggestion(loc[-1], _allowed_keys(loc[:-1], root or BotConfig))
             value = None
         elif error["type"] == "missing":
             value = None

@@ -86,9 +86,7 @@ class StrategyConfig(StrictModel):
         default_factory=lambda: MixinChoice(name="percent_equity"), description="sizing mixin: {name: ..., ...}"
     )
     filters: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="filter mixins by name")
-    protections: dict[str, dict[str, Any] | None] = Field(
-        default_factory=dict, description="protection mixins by name"
-    )
+    protections: dict[str, dict[str, Any] | None] = Field(default_factory=dict, description="protection mixins by name")
     direction: Literal["long", "short", "both"] = Field("long", description="sides the strategy may trade")
     preset: str | None = Field(None, description="a registered preset strategy")
     class_path: str | None = Field(None, alias="class", description="'package.module:ClassName'")
@@ -96,18 +94,14 @@ class StrategyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> StrategyConfig:
-        chosen = [
-            k for k, v in (("entry", self.entry), ("preset", self.preset), ("class", self.class_path)) if v
-        ]
+        chosen = [k for k, v in (("entry", self.entry), ("preset", self.preset), ("class", self.class_path)) if v]
         if len(chosen) != 1:
             raise ValueError(
                 "give exactly one of strategy.entry (compose from mixins), strategy.preset or strategy.class"
                 + (f"; got {', '.join(chosen)}" if chosen else "")
             )
         if self.params and self.entry:
-            raise ValueError(
-                "strategy.params is for preset/class strategies; put mixin parameters in their block"
-            )
+            raise ValueError("strategy.params is for preset/class strategies; put mixin parameters in their block")
         return self
 
 

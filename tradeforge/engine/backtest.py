@@ -17,7 +17,8 @@ from tradeforge.engine.data import load_candles
 from tradeforge.engine.results import BacktestResult, in_market_mask
 from tradeforge.engine.validation import validate
 from tradeforge.feeds.arrays import ArrayFeed
-from tradeforge.feeds.candles import Candles
+from tradeforge.feeds.candles import Candles, Gap, find_gaps
+from tradeforge.feeds.timeframes import TIMEFRAMES
 from tradeforge.strategies.base import Strategy
 from tradeforge.strategies.registry import Registry, ResolvedStrategy
 
@@ -94,7 +95,26 @@ def collect_result(
         open_trades=open_trades,
         equity_times=times,
         equity_values=values,
+        gaps={c.symbol: notable_gaps(c) for c in candles},
     )
+
+
+def notable_gaps(candles: Candles) -> list[Gap]:
+    """Missing candles worth telling a user about: for daily or longer candles, a gap that only
+    skips a weekend is how exchange-traded data looks, not a hole."""
+    gaps = find_gaps(candles)
+    if TIMEFRAMES[candles.timeframe] < 86_400:
+        return gaps
+    return [g for g in gaps if not _only_weekend(g)]
+
+
+def _only_weekend(gap: Gap) -> bool:
+    day = gap.after.date() + dt.timedelta(days=1)
+    while day < gap.before.date():
+        if day.weekday() < 5:
+            return False
+        day += dt.timedelta(days=1)
+    return True
 
 
 def _finite(value: Any) -> Any:

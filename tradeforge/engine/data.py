@@ -28,7 +28,8 @@ def data_problems(config: BotConfig, data_override: str | None = None) -> list[P
             problems.append(Problem("data.symbols", str(exc), symbol))
             continue
         if not path.exists():
-            problems.append(Problem("data.path", f"no candle file for {symbol} at {path}", str(path)))
+            where = "--data" if data_override else "data.path"
+            problems.append(Problem(where, f"no candle file for {symbol}", str(path)))
     return problems
 
 
@@ -64,9 +65,7 @@ def load_candles(
         elif data_override is None and data.source == "store":
             candles = CandleStore(config.data_dir).load(data.exchange, symbol, data.timeframe)
         else:
-            candles = read_candles(
-                _locate(config, symbol, data_override), symbol, data.timeframe, repair=data.repair
-            )
+            candles = read_candles(_locate(config, symbol, data_override), symbol, data.timeframe, repair=data.repair)
         window = candles.between(start, end)
         if len(window) == 0:
             raise DataError(

@@ -6,13 +6,14 @@ import datetime as dt
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import tradeforge
+from tradeforge.feeds.candles import Gap
 from tradeforge.strategies.base import TradeRecord
 
 _NS = 1_000_000_000
@@ -33,6 +34,7 @@ class BacktestResult:
     open_trades: list[TradeRecord]
     equity_times: np.ndarray  # int64 UTC nanoseconds
     equity_values: np.ndarray
+    gaps: dict[str, list[Gap]] = field(default_factory=dict)  # missing candles per symbol
 
     def to_json(self) -> dict[str, Any]:
         """The documented result file (README: "Result file")."""
@@ -50,6 +52,11 @@ class BacktestResult:
             "metrics": self.metrics,
             "trades": [t.to_json() for t in self.trades],
             "open_trades": [t.to_json() for t in self.open_trades],
+            "data_gaps": [
+                {"symbol": s, "after": g.after.isoformat(), "before": g.before.isoformat(), "missing": g.missing}
+                for s, gaps in self.gaps.items()
+                for g in gaps
+            ],
             "equity": [[f"{t}+00:00", float(v)] for t, v in zip(times, self.equity_values, strict=True)],
         }
 
@@ -77,11 +84,7 @@ def in_market_mask(times: np.ndarray, trades: list[TradeRecord]) -> np.ndarray:
     marks = np.zeros(len(times) + 1, dtype=np.int64)
     for trade in trades:
         first = np.searchsorted(times, _ns(trade.entry_time), side="left")
-        last = (
-            len(times)
-            if trade.exit_time is None
-            else np.searchsorted(times, _ns(trade.exit_time), side="left")
-        )
+        last = len(times) if trade.exit_time is None else np.searchsorted(times, _ns(trade.exit_time), side="left")
         marks[first] += 1
         marks[last] -= 1
     return np.cumsum(marks[:-1]) > 0

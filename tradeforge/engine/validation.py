@@ -25,9 +25,7 @@ def validate(
     problems = []
     resolved = None
     try:
-        resolved = (registry or Registry.default()).resolve(
-            config.strategy, TIMEFRAMES.get(config.data.timeframe)
-        )
+        resolved = (registry or Registry.default()).resolve(config.strategy, TIMEFRAMES.get(config.data.timeframe))
     except ConfigError as exc:
         problems.extend(exc.problems)
     if check_data:

@@ -73,8 +73,7 @@ class Candles:
             object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=np.float64))
             if len(getattr(self, name)) != len(self.timestamp):
                 raise ValueError(
-                    f"Candles.{name} has {len(getattr(self, name))} values, "
-                    f"timestamp has {len(self.timestamp)}"
+                    f"Candles.{name} has {len(getattr(self, name))} values, timestamp has {len(self.timestamp)}"
                 )
 
     def __len__(self) -> int:
@@ -218,9 +217,7 @@ class _Table:
     row: np.ndarray  # 0-based position of each entry in `raw`
 
     def take(self, index: np.ndarray) -> _Table:
-        return _Table(
-            self.timestamp[index], {n: a[index] for n, a in self.values.items()}, self.raw, self.row[index]
-        )
+        return _Table(self.timestamp[index], {n: a[index] for n, a in self.values.items()}, self.raw, self.row[index])
 
 
 def _to_candles(
@@ -301,8 +298,7 @@ def _repair(table: _Table, source: str) -> _Table:
     resorted = bool(np.any(np.diff(ordered) < 0))
     if dropped or resorted:
         _logger().warning(
-            "%s: repaired: dropped %d of %d rows (unparsable timestamps, NaNs, high < low, "
-            "duplicate timestamps)%s",
+            "%s: repaired: dropped %d of %d rows (unparsable timestamps, NaNs, high < low, duplicate timestamps)%s",
             source,
             dropped,
             len(table.timestamp),
@@ -369,10 +365,7 @@ def _raise_bad_rows(table: _Table, source: str, csv_lines: bool) -> None:
         n = int(table.row[i]) + 1
         return f"{source} line {n + 1} (row {n})" if csv_lines else f"{source} row {n}"
 
-    lines = [
-        f"{where(i)}: {'; '.join(say(i) for mask, say in checks if mask[i])}"
-        for i in rows[:_MAX_REPORTED_ROWS]
-    ]
+    lines = [f"{where(i)}: {'; '.join(say(i) for mask, say in checks if mask[i])}" for i in rows[:_MAX_REPORTED_ROWS]]
     if len(rows) > _MAX_REPORTED_ROWS:
         lines.append(f"... and {len(rows) - _MAX_REPORTED_ROWS} more bad rows in {source}")
     raise DataError("\n".join(lines))

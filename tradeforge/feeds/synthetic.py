@@ -72,9 +72,7 @@ def generate(
     high = np.maximum(_price(np.maximum(open_, close) * wick_up), np.maximum(open_, close))
     low = np.minimum(_price(np.minimum(open_, close) / wick_down), np.minimum(open_, close))
     units = _DAILY_NOTIONAL * (1.0 if trading_days_only else bar_seconds / 86_400) / start_price
-    volume = np.round(
-        units * np.exp(0.5 * noise + 0.6 * np.abs(shock) - 0.5), _volume_decimals(trading_days_only)
-    )
+    volume = np.round(units * np.exp(0.5 * noise + 0.6 * np.abs(shock) - 0.5), _volume_decimals(trading_days_only))
     return Candles(
         symbol,
         timeframe,

@@ -147,8 +147,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         self.protection_mixins = mixins_of(cls, ProtectionMixin)
         self.bar_exit_mixins = [m for m in self.exit_mixins if m.bar_exit is not ExitMixin.bar_exit]
         self.books = [
-            SymbolBook(data=d, symbol=d._name or f"data{i}", clock=d.lines.datetime)
-            for i, d in enumerate(self.datas)
+            SymbolBook(data=d, symbol=d._name or f"data{i}", clock=d.lines.datetime) for i, d in enumerate(self.datas)
         ]
         self._book_of = {id(book.data): book for book in self.books}
         self.closed_trades: list[TradeRecord] = []
@@ -242,9 +241,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         size = self.sizing_mixin.position_size(self, book, side, price)
         if not size > 0:
             return
-        order = (
-            self.buy(data=book.data, size=size) if side == "long" else self.sell(data=book.data, size=size)
-        )
+        order = self.buy(data=book.data, size=size) if side == "long" else self.sell(data=book.data, size=size)
         order.addinfo(role="entry", side=side)
         book.entry_order = order
 

@@ -44,9 +44,7 @@ def window_sums(values: np.ndarray, period: int) -> np.ndarray:
             return windows.sum(axis=1).astype(np.float64)
     src = values.tolist()
     fsum = math.fsum
-    return np.array(
-        [fsum(src[i - period + 1 : i + 1]) for i in range(period - 1, len(src))], dtype=np.float64
-    )
+    return np.array([fsum(src[i - period + 1 : i + 1]) for i in range(period - 1, len(src))], dtype=np.float64)
 
 
 def _smooth(values: np.ndarray, period: int, alpha: float) -> np.ndarray:

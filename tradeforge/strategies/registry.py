@@ -60,14 +60,17 @@ class Registry:
         registry = cls((*ENTRIES, *EXITS, *SIZINGS, *FILTERS, *PROTECTIONS), PRESETS)
         if plugins:
             for point in entry_points(group=ENTRY_POINT_GROUP):
-                registry.add_plugin(point.name, point.load())
+                try:
+                    registry.add_plugin(point.name, point.load())
+                except Exception as exc:  # a broken plugin must not take the built-ins down with it
+                    log.warning("skipping strategy plugin %s (%s): %s", point.name, point.value, exc)
         return registry
 
     def add_plugin(self, name: str, obj: Any) -> None:
-        if isinstance(obj, type) and issubclass(obj, Mixin):
-            self.add_mixin(obj)
-        elif isinstance(obj, type) and issubclass(obj, Strategy):
+        if isinstance(obj, type) and issubclass(obj, Strategy):  # first: a composed strategy is a Mixin too
             self.add_preset(name, obj)
+        elif isinstance(obj, type) and issubclass(obj, Mixin):
+            self.add_mixin(obj)
         else:
             raise TypeError(f"entry point {name!r} is neither a Mixin nor a Strategy subclass: {obj!r}")
 
@@ -76,9 +79,7 @@ class Registry:
             raise TypeError(f"{mixin.__name__} needs a `name` and must subclass one of the mixin kinds")
         existing = self._mixins.get(mixin.name)
         if existing is not None and existing is not mixin:
-            raise TypeError(
-                f"mixin name {mixin.name!r} is taken by {existing.__module__}.{existing.__name__}"
-            )
+            raise TypeError(f"mixin name {mixin.name!r} is taken by {existing.__module__}.{existing.__name__}")
         self._mixins[mixin.name] = mixin
 
     def add_preset(self, name: str, cls: type[Strategy]) -> None:
@@ -107,9 +108,7 @@ class Registry:
             raise ConfigError(problems)
         return resolved
 
-    def _compose_from_config(
-        self, config: StrategyConfig, problems: list[Problem]
-    ) -> ResolvedStrategy | None:
+    def _compose_from_config(self, config: StrategyConfig, problems: list[Problem]) -> ResolvedStrategy | None:
         assert config.entry is not None
         chosen: list[tuple[type[Mixin], dict[str, Any]]] = []
         single = {"entry": config.entry, "sizing": config.sizing}
@@ -166,9 +165,7 @@ class Registry:
         known = set(cls.params._getkeys()) - {"events", "direction"}  # type: ignore[attr-defined]
         for key in given:
             if key == "direction":
-                problems.append(
-                    Problem("strategy.params.direction", "set strategy.direction instead", given[key])
-                )
+                problems.append(Problem("strategy.params.direction", "set strategy.direction instead", given[key]))
             elif key not in known:
                 problems.append(
                     Problem(
@@ -180,9 +177,7 @@ class Registry:
         for kind in MIXIN_KINDS.values():
             for mixin in mixins_of(cls, kind):
                 mine = {p: given[mixin.bt_param(p)] for p in mixin.param_specs if mixin.bt_param(p) in given}
-                values = self._validate(
-                    mixin, {**_defaults(mixin), **mine}, "strategy.params", problems, prefixed=True
-                )
+                values = self._validate(mixin, {**_defaults(mixin), **mine}, "strategy.params", problems, prefixed=True)
                 params.update({mixin.bt_param(p): v for p, v in values.items() if p in mine})
         params.update({k: v for k, v in given.items() if k in known and k not in params})
         return params
@@ -227,14 +222,10 @@ def composition_problems(mixins: list[type[Mixin]], where: str) -> list[Problem]
     by_kind = {kind: [m.name for m in mixins if m.kind == kind] for kind in ("entry", "sizing")}
     for kind, names in by_kind.items():
         if len(names) > 1:
-            problems.append(
-                Problem(where, f"combines several {kind} mixins ({', '.join(names)}); use exactly one")
-            )
+            problems.append(Problem(where, f"combines several {kind} mixins ({', '.join(names)}); use exactly one"))
     if by_kind["entry"] and not by_kind["sizing"]:
         problems.append(Problem(where, "has an entry mixin but no sizing mixin; add one, e.g. PercentEquity"))
-    has_stop = any(
-        issubclass(m, ExitMixin) and m.stop_distance is not ExitMixin.stop_distance for m in mixins
-    )
+    has_stop = any(issubclass(m, ExitMixin) and m.stop_distance is not ExitMixin.stop_distance for m in mixins)
     if "fixed_fractional_risk" in by_kind["sizing"] and not has_stop:
         problems.append(
             Problem(
@@ -289,14 +280,8 @@ def _import_strategy(path: str, problems: list[Problem]) -> type[Strategy] | Non
         problems.append(Problem("strategy.class", f"cannot import: {exc}", path))
         return None
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
-        kind = (
-            "a Backtrader strategy"
-            if isinstance(obj, type) and issubclass(obj, bt.Strategy)
-            else "not a class"
-        )
-        problems.append(
-            Problem("strategy.class", f"{kind}; derive it from tradeforge.strategies.base.Strategy", path)
-        )
+        kind = "a Backtrader strategy" if isinstance(obj, type) and issubclass(obj, bt.Strategy) else "not a class"
+        problems.append(Problem("strategy.class", f"{kind}; derive it from tradeforge.strategies.base.Strategy", path))
         return None
     return obj
 

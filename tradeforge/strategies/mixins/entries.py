@@ -43,9 +43,7 @@ class SmaCrossEntry(EntryMixin):
 
     def entry_signals(self, bars: Bars) -> Signals:
         p = self.mixin_params(SmaCrossEntry)
-        return _crossing_signals(
-            ind.crossover(ind.sma(bars.close, p["fast"]), ind.sma(bars.close, p["slow"]))
-        )
+        return _crossing_signals(ind.crossover(ind.sma(bars.close, p["fast"]), ind.sma(bars.close, p["slow"])))
 
 
 class EmaCrossEntry(EntryMixin):
@@ -65,9 +63,7 @@ class EmaCrossEntry(EntryMixin):
 
     def entry_signals(self, bars: Bars) -> Signals:
         p = self.mixin_params(EmaCrossEntry)
-        return _crossing_signals(
-            ind.crossover(ind.ema(bars.close, p["fast"]), ind.ema(bars.close, p["slow"]))
-        )
+        return _crossing_signals(ind.crossover(ind.ema(bars.close, p["fast"]), ind.ema(bars.close, p["slow"])))
 
 
 class RsiReversionEntry(EntryMixin):

@@ -71,9 +71,7 @@ class VolatilityFilter(FilterMixin):
     param_specs: ClassVar[dict[str, Param]] = {
         "period": Param(14, low=1, high=500, opt=(7, 50), step=1, doc="ATR period (bars)"),
         "min_pct": Param(0.0, low=0.0, high=100.0, opt=(0.0, 2.0), step=0.1, doc="lowest ATR, % of close"),
-        "max_pct": Param(
-            100.0, low=0.0, high=100.0, opt=(1.0, 20.0), step=0.5, doc="highest ATR, % of close"
-        ),
+        "max_pct": Param(100.0, low=0.0, high=100.0, opt=(1.0, 20.0), step=0.5, doc="highest ATR, % of close"),
     }
 
     @classmethod

@@ -57,9 +57,7 @@ class FixedFractionalRisk(SizingMixin):
 
     name: ClassVar[str] = "fixed_fractional_risk"
     param_specs: ClassVar[dict[str, Param]] = {
-        "risk_pct": Param(
-            1.0, low=0.01, high=100.0, opt=(0.25, 5.0), step=0.25, doc="percent of equity at risk"
-        ),
+        "risk_pct": Param(1.0, low=0.01, high=100.0, opt=(0.25, 5.0), step=0.25, doc="percent of equity at risk"),
         "max_pct": Param(100.0, low=0.01, high=100.0, doc="cap on notional, percent of equity"),
     }
 
