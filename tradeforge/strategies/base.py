@@ -216,6 +216,13 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                     # never races resting orders Backtrader has not accepted (and cannot cancel) yet.
                     self._place_protective(book)
 
+    def prenext(self) -> None:
+        # Backtrader waits for every feed (and user indicator) before calling `next`; mixin signals
+        # carry their own warm-up, so symbols that already have candles trade meanwhile. A feed that
+        # has not started is skipped by the index check. Strategy.next, not self.next: a user's own
+        # `next` keeps Backtrader's semantics.
+        Strategy.next(self)
+
     def _manage_open_trade(self, book: SymbolBook, side: Side, index: int) -> None:
         code = book.exit_codes[index]
         if code & (LONG_EXIT if side == "long" else SHORT_EXIT):

@@ -102,7 +102,9 @@ class TimeExit(ExitMixin):
     }
 
     def bar_exit(self, book: SymbolBook, index: int) -> bool:
-        return index - book.entry_index >= self.mixin_params(TimeExit)["bars"]
+        # The entry filled at the open of bar `entry_index`; at this close it has been open for
+        # index - entry_index + 1 bars.
+        return index - book.entry_index + 1 >= self.mixin_params(TimeExit)["bars"]
 
 
 EXITS: tuple[type[ExitMixin], ...] = (StopLoss, TakeProfit, TrailingStop, AtrStop, TimeExit)

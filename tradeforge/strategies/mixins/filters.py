@@ -103,7 +103,8 @@ def parse_weekdays(text: str) -> set[int]:
 
 class SessionFilter(FilterMixin):
     """Enter only on candles that open within [start_hour, end_hour) UTC on the listed weekdays
-    (e.g. `days: mon-fri`); a window with start_hour > end_hour wraps past midnight."""
+    (e.g. `days: mon-fri`): the candle an entry fills on, i.e. the one after the signal's close.
+    A window with start_hour > end_hour wraps past midnight."""
 
     name: ClassVar[str] = "session"
     param_specs: ClassVar[dict[str, Param]] = {
@@ -125,7 +126,7 @@ class SessionFilter(FilterMixin):
 
     def entry_mask(self, bars: Bars) -> tuple[np.ndarray, np.ndarray]:
         p = self.mixin_params(SessionFilter)
-        seconds = bars.timestamp // _NS
+        seconds = bars.timestamp // _NS + bars.timeframe_seconds  # the next candle's open: where entries fill
         hour = (seconds // 3600) % 24
         weekday = ((seconds // 86_400) + 3) % 7  # 1970-01-01 was a Thursday
         start, end = p["start_hour"], p["end_hour"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 from tradeforge.strategies.mixins.kinds import Bars, ProtectionMixin
 from tradeforge.strategies.params import Param
 
@@ -28,8 +30,9 @@ class Cooldown(ProtectionMixin):
 
 
 class MaxDrawdown(ProtectionMixin):
-    """Halt all new entries once equity is `pct` (fraction) below its running peak; with
-    `lock_bars` > 0 entries resume that many bars later, with 0 they stay halted for the run."""
+    """Halt all new entries once equity has closed `pct` (fraction) below its running peak, even if
+    it recovered since; with `lock_bars` > 0 entries resume that many bars after the breach (the
+    peak starts afresh then), with 0 they stay halted for the run."""
 
     name: ClassVar[str] = "max_drawdown"
     param_specs: ClassVar[dict[str, Param]] = {
@@ -38,26 +41,31 @@ class MaxDrawdown(ProtectionMixin):
     }
 
     def prepare(self, book: SymbolBook, bars: Bars) -> None:
-        state = self.__dict__.setdefault("_max_drawdown_state", {"peak": 0.0, "seen": 0, "until": None})
-        state.update(peak=0.0, seen=0, until=None)
+        self.__dict__["_max_drawdown_state"] = {"peak": 0.0, "seen": 0, "until": None}
 
     def entry_blocked(self, book: SymbolBook, index: int) -> str | None:
         p = self.mixin_params(MaxDrawdown)
         state = self.__dict__["_max_drawdown_state"]
-        equity = self.equity  # type: ignore[attr-defined]
-        bar = len(equity)
-        if state["until"] is not None:
-            if p["lock_bars"] == 0 or bar < state["until"]:
-                return "maximum drawdown reached"
-            state["until"] = None
-            state["peak"] = equity[-1]  # a fresh start after the lock
-        if state["seen"] < bar:  # fold in the equity since the last check: O(n) over the whole run
-            state["peak"] = max(state["peak"], max(equity[state["seen"] :]))
-            state["seen"] = bar
-        if state["peak"] > 0 and equity[-1] <= state["peak"] * (1 - p["pct"]):
-            state["until"] = bar + p["lock_bars"]
-            return f"equity {equity[-1]:.2f} is {p['pct']:.0%} below its peak {state['peak']:.2f}"
-        return None
+        equity = np.frombuffer(self.equity, dtype=np.float64)  # type: ignore[attr-defined]
+        while True:
+            if state["until"] is not None:
+                if p["lock_bars"] == 0 or len(equity) < state["until"]:
+                    return f"equity fell {p['pct']:.0%} below its peak"
+                state.update(peak=float(equity[state["until"] - 1]), seen=state["until"], until=None)
+            # Fold in the closes since the last check (O(n) over the whole run, vectorised).
+            segment = equity[state["seen"] :]
+            state["seen"] = len(equity)
+            if not len(segment):
+                return None
+            peaks = np.maximum.accumulate(np.maximum(segment, state["peak"]))
+            breaches = np.flatnonzero(segment <= peaks * (1 - p["pct"]))
+            if not len(breaches):
+                state["peak"] = float(peaks[-1])
+                return None
+            first = int(breaches[0])
+            state["peak"] = float(peaks[first])
+            state["until"] = len(equity) - len(segment) + first + 1 + p["lock_bars"]
+            state["seen"] = len(equity) - len(segment) + first + 1
 
 
 class StoplossGuard(ProtectionMixin):
@@ -79,7 +87,7 @@ class StoplossGuard(ProtectionMixin):
         if trade.exit_reason in StoplossGuard.STOP_REASONS:
             p = self.mixin_params(StoplossGuard)
             state = self.__dict__["_stoploss_guard_state"]
-            bar = len(self.equity)  # type: ignore[attr-defined]
+            bar = len(self.equity) + 1  # type: ignore[attr-defined]  # called before this close is recorded
             state["stops"] = [b for b in state["stops"] if bar - b < p["window_bars"]] + [bar]
             if len(state["stops"]) >= p["trades"]:
                 state["until"] = bar + p["lock_bars"]
@@ -92,8 +100,8 @@ class StoplossGuard(ProtectionMixin):
 
 
 class DailyLossLimit(ProtectionMixin):
-    """Halt new entries for the rest of the UTC day once equity has fallen `pct` (fraction) below
-    its value at the end of the previous day (or the start of the run)."""
+    """Halt new entries for the rest of the UTC day once equity has closed `pct` (fraction) below
+    its value at the end of the previous day (or the start of the run), even if it recovered since."""
 
     name: ClassVar[str] = "daily_loss_limit"
     param_specs: ClassVar[dict[str, Param]] = {
@@ -107,7 +115,7 @@ class DailyLossLimit(ProtectionMixin):
         first_today = bisect.bisect_left(stamps, float(today), 0, len(equity))
         start_value = equity[first_today - 1] if first_today > 0 else equity[0]
         limit = self.mixin_params(DailyLossLimit)["pct"]
-        if equity[-1] <= start_value * (1 - limit):
+        if min(equity[first_today:]) <= start_value * (1 - limit):
             return f"daily loss limit {limit:.0%} reached"
         return None
 
