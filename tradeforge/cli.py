@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tradeforge.cli_db import db_app
 from tradeforge.config.catalog import list_templates, write_template
 from tradeforge.config.loader import load_config, redacted
 from tradeforge.config.schema import BotConfig
@@ -26,8 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(db_app, name="db", help="Database schema: show its revision (`current`), migrate it (`upgrade`).")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2
 
 ConfigOption = Annotated[
@@ -181,6 +183,101 @@ def backtest(
     if json_out is not None:
         result.write_json(json_out)
         out.print(f"result written to {json_out}")
+
+
+@app.command()
+def run(
+    configs: ConfigOption,
+    datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory instead of data_dir.")] = None,
+) -> None:
+    """Run the bot (paper mode): persist everything, resume exactly where it stopped."""
+    import threading
+
+    from tradeforge.engine.runtime import install_stop_signals, run_bot
+
+    config = _load(configs, datadir)
+    stop = threading.Event()
+
+    def say(text: str) -> None:
+        out.print(text, markup=False, highlight=False)
+
+    install_stop_signals(stop, say)
+    say(f"{config.name}: {config.mode} mode, {', '.join(config.data.symbols)} {config.data.timeframe}")
+    outcome = run_bot(config, " --config ".join(str(c) for c in configs), stop=stop, say=say)
+    if outcome.adopted_orders:
+        say(f"recovered: {outcome.adopted_orders} stored orders re-adopted, none placed twice")
+    say("stopped on request" if outcome.stopped_early else "replay finished")
+    _render_result(outcome.result)
+
+
+@app.command()
+def status(
+    configs: ConfigOption,
+    datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory instead of data_dir.")] = None,
+) -> None:
+    """Show the bot's instance, open positions, open orders and today's PnL."""
+    from tradeforge.engine.runtime import bot_status
+
+    report = bot_status(_load(configs, datadir), " --config ".join(str(c) for c in configs))
+    bot = report["bot"]
+    out.print(
+        f"[bold]{escape(bot['name'])}[/] {bot['mode']} - {bot['status']}"
+        + (f", started {bot['started_at']}" if bot["started_at"] else "")
+        + (f", stopped {bot['stopped_at']}" if bot["stopped_at"] else "")
+    )
+    positions = Table("trade", "symbol", "side", "size", "entry price", "opened", title="open positions")
+    for t in report["open_trades"]:
+        positions.add_row(
+            str(t["id"]), t["symbol"], t["side"], f"{t['size']:.8g}", f"{t['entry_price']:.8g}", t["entry_time"] or ""
+        )
+    out.print(positions)
+    orders = Table("client order id", "symbol", "side", "type", "amount", "price", "status", title="open orders")
+    for o in report["open_orders"]:
+        orders.add_row(
+            o["client_order_id"], o["symbol"], o["side"], o["type"], o["amount"], o["price"] or "", o["status"]
+        )
+    out.print(orders)
+    out.print(f"today's PnL: {report['pnl_today']:+,.2f}" if report["pnl_today"] is not None else "today's PnL: n/a")
+
+
+@app.command()
+def trades(
+    configs: ConfigOption,
+    open_only: Annotated[bool, typer.Option("--open", help="Only open trades.")] = False,
+    closed_only: Annotated[bool, typer.Option("--closed", help="Only closed trades.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write them as JSON (result-file shape).")] = None,
+    datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory instead of data_dir.")] = None,
+) -> None:
+    """List the bot's trades from its database."""
+    import json
+
+    from tradeforge.engine.runtime import bot_trades
+
+    if open_only and closed_only:
+        raise ConfigError([Problem("--open/--closed", "choose one of them, or neither for all trades")])
+    rows = bot_trades(
+        _load(configs, datadir),
+        " --config ".join(str(c) for c in configs),
+        "open" if open_only else "closed" if closed_only else None,
+    )
+    table = Table("id", "symbol", "side", "entry", "exit", "size", "entry price", "exit price", "pnl", "reason")
+    for t in rows:
+        table.add_row(
+            str(t["id"]),
+            t["symbol"],
+            t["side"],
+            t["entry_time"] or "",
+            t["exit_time"] or "",
+            f"{t['size']:.8g}",
+            f"{t['entry_price']:.8g}",
+            "" if t["exit_price"] is None else f"{t['exit_price']:.8g}",
+            "" if t["pnl"] is None else f"{t['pnl']:+.2f}",
+            t["exit_reason"] or "",
+        )
+    out.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps([{k: v for k, v in t.items() if k != "id"} for t in rows], indent=1))
+        out.print(f"{len(rows)} trades written to {json_out}")
 
 
 def _render_result(result: Any) -> None:

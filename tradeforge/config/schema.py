@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Mode = Literal["backtest", "paper", "live"]
-DataSource = Literal["sample", "csv", "parquet", "store"]
+DataSource = Literal["sample", "csv", "parquet", "store", "replay"]
 
 
 class StrictModel(BaseModel):
@@ -33,14 +33,19 @@ Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhdw]$", examples=["1m",
 class DataConfig(StrictModel):
     """Where candles come from. `path` may use `{symbol}` (BTC-USDT) and `{timeframe}` placeholders."""
 
-    source: DataSource = Field("sample", description="sample | csv | parquet | store")
-    path: str | None = Field(None, description="candle file for csv/parquet sources")
+    source: DataSource = Field(
+        "sample", description="sample | csv | parquet | store | replay (stored candles played back as live)"
+    )
+    path: str | None = Field(None, description="candle file for csv/parquet (and replay; default: the sample)")
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1, description="one or more")
     timeframe: Timeframe = Field("1h", description="candle length: 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w")
     exchange: str = Field("binance", description="candle-store folder for source: store")
     start: UtcDatetime | None = Field(None, description="first candle used (UTC; --from beats it)")
     end: UtcDatetime | None = Field(None, description="last candle used (UTC; --to beats it)")
     repair: bool = Field(False, description="drop bad candle rows (logged) instead of failing")
+    speed: float | Literal["max"] = Field(
+        "max", description="replay pace: 60 = an hour of candles per minute, max = as fast as possible"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
@@ -50,6 +55,8 @@ class DataConfig(StrictModel):
             raise ValueError("data.start must be before data.end")
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("data.symbols lists a symbol twice")
+        if self.speed != "max" and not (isinstance(self.speed, float | int) and self.speed > 0):
+            raise ValueError("data.speed must be a positive number or 'max'")
         return self
 
     def path_for(self, symbol: str) -> Path:
@@ -105,6 +112,15 @@ class StrategyConfig(StrictModel):
         return self
 
 
+class PersistenceConfig(StrictModel):
+    """Where the bot's trades, orders and events are stored."""
+
+    db_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/tradeforge.sqlite (postgresql://… works)"
+    )
+    busy_timeout_ms: int = Field(10_000, ge=0, le=600_000, description="SQLite lock wait before giving up")
+
+
 class BotConfig(StrictModel):
     """A whole bot: what it trades, on which data, with which strategy and broker."""
 
@@ -115,4 +131,5 @@ class BotConfig(StrictModel):
     data_dir: Path = Field(Path("user_data"), description="candle store and databases live here")
     data: DataConfig = Field(default_factory=lambda: DataConfig(), description="candles: see `data`")
     broker: BrokerConfig = Field(default_factory=lambda: BrokerConfig(), description="see `broker`")
+    persistence: PersistenceConfig = Field(default_factory=lambda: PersistenceConfig(), description="see `persistence`")
     strategy: StrategyConfig = Field(description="see `strategy` and the mixin tables")

@@ -37,7 +37,7 @@ def _locate(config: BotConfig, symbol: str, data_override: str | None) -> Path:
     data = config.data
     if data_override:
         return Path(data_override.format(symbol=symbol.replace("/", "-"), timeframe=data.timeframe))
-    if data.source == "sample":
+    if data.source == "sample" or (data.source == "replay" and not data.path):
         return sample_path(symbol, data.timeframe)
     if data.source == "store":
         return CandleStore(config.data_dir).path_for(data.exchange, symbol, data.timeframe)
@@ -60,7 +60,7 @@ def load_candles(
     end = end or data.end
     loaded = []
     for symbol in data.symbols:
-        if data_override is None and data.source == "sample":
+        if data_override is None and (data.source == "sample" or (data.source == "replay" and not data.path)):
             candles = load_sample(symbol, data.timeframe)
         elif data_override is None and data.source == "store":
             candles = CandleStore(config.data_dir).load(data.exchange, symbol, data.timeframe)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from tradeforge.config.schema import BotConfig, BrokerConfig, DataConfig, StrategyConfig
+from tradeforge.config.schema import BotConfig, BrokerConfig, DataConfig, PersistenceConfig, StrategyConfig
 from tradeforge.strategies.registry import KIND_ORDER, Registry
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
@@ -19,6 +19,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("top level", BotConfig),
     ("data", DataConfig),
     ("broker", BrokerConfig),
+    ("persistence", PersistenceConfig),
     ("strategy", StrategyConfig),
 )
 _KIND_KEYS = {

@@ -35,6 +35,7 @@ from tradeforge.strategies.params import Mixin, Param
 
 log = logging.getLogger("tradeforge.strategy")
 
+STREAMING_WINDOW_MIN = 500  # candles; see Strategy.start
 LONG_ENTRY, SHORT_ENTRY = 1, 2
 LONG_EXIT, SHORT_EXIT = 1, 2
 
@@ -82,6 +83,8 @@ class SymbolBook:
     exit_codes: bytes = b""
     bars: Bars | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # mixin-private precomputations
+    offset: int = 0  # bar index of the arrays' first element (0 unless streaming)
+    streaming: bool = False  # candles arrive one by one: arrays are recomputed over a trailing window
     last_index: int = -1
     side: Side | None = None
     size: float = 0.0
@@ -152,25 +155,41 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         self._book_of = {id(book.data): book for book in self.books}
         self.closed_trades: list[TradeRecord] = []
         self.equity = array("d")
-        self._prepared = False
+        self.window = 0
+        self._on_bar = getattr(self.p.events, "on_bar", None)  # runtime hook after each decided candle
 
-    # --- set-up: signals computed once over whole arrays ---------------------------------------
+    # --- set-up: signals computed over whole arrays ----------------------------------------------
 
     def start(self) -> None:
+        """Preloaded feeds (backtests) get their signals once for the whole run. Feeds whose
+        candles arrive one by one (paper, live) are recomputed at each candle over a trailing
+        window long enough for every mixin's look-back, so a decision depends only on the last
+        `window` candles: the same candles always give the same decision, restarts included."""
+        feed_seconds = _timeframe_seconds(self.datas[0])
+        mixins = [*self.exit_mixins, *self.filter_mixins, *self.protection_mixins]
+        mixins += [m for m in (self.entry_mixin, self.sizing_mixin) if m is not None]
+        lookback = max((m.lookback(self.mixin_params(m), feed_seconds) for m in mixins), default=0)
+        self.window = max(STREAMING_WINDOW_MIN, 10 * lookback)
         for book in self.books:
-            self._prepare(book)
-        self._prepared = True
+            book.streaming = len(book.data.lines.close.array) == 0
+            if not book.streaming:
+                self._prepare(book, 0, None)
 
-    def _prepare(self, book: SymbolBook) -> None:
+    def _prepare(self, book: SymbolBook, first: int, stop: int | None) -> None:
         data = book.data
         lines = data.lines
+
+        def column(name: str) -> np.ndarray:
+            return np.array(getattr(lines, name).array[first:stop], dtype=np.float64)
+
+        book.offset = first
         book.bars = Bars(
-            timestamp=from_bt_dates(np.frombuffer(lines.datetime.array, dtype=np.float64)),
-            open=np.frombuffer(lines.open.array, dtype=np.float64).copy(),
-            high=np.frombuffer(lines.high.array, dtype=np.float64).copy(),
-            low=np.frombuffer(lines.low.array, dtype=np.float64).copy(),
-            close=np.frombuffer(lines.close.array, dtype=np.float64).copy(),
-            volume=np.frombuffer(lines.volume.array, dtype=np.float64).copy(),
+            timestamp=from_bt_dates(column("datetime")),
+            open=column("open"),
+            high=column("high"),
+            low=column("low"),
+            close=column("close"),
+            volume=column("volume"),
             timeframe_seconds=_timeframe_seconds(data),
         )
         for mixin in (*self.exit_mixins, *self.filter_mixins, *self.protection_mixins):
@@ -204,9 +223,11 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             if index == book.last_index:  # this symbol has no new candle on this bar
                 continue
             book.last_index = index
+            if book.streaming:
+                self._prepare(book, max(0, index + 1 - self.window), index + 1)
             side = book.side
             if side is None:
-                code = book.entry_codes[index]
+                code = book.entry_codes[index - book.offset]
                 if code and book.entry_order is None:
                     self._enter(book, "long" if code == LONG_ENTRY else "short", index)
             elif book.exit_order is None and book.entry_order is None:
@@ -215,6 +236,8 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                     # Placed here rather than on the fill so that an exit decided on the fill's bar
                     # never races resting orders Backtrader has not accepted (and cannot cancel) yet.
                     self._place_protective(book)
+        if self._on_bar is not None:
+            self._on_bar(self)
 
     def prenext(self) -> None:
         # Backtrader waits for every feed (and user indicator) before calling `next`; mixin signals
@@ -224,10 +247,10 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         Strategy.next(self)
 
     def _manage_open_trade(self, book: SymbolBook, side: Side, index: int) -> None:
-        code = book.exit_codes[index]
+        code = book.exit_codes[index - book.offset]
         if code & (LONG_EXIT if side == "long" else SHORT_EXIT):
             self._exit(book, "signal")
-            reverse = book.entry_codes[index]
+            reverse = book.entry_codes[index - book.offset]
             if reverse == (SHORT_ENTRY if side == "long" else LONG_ENTRY):
                 self._enter(book, "short" if side == "long" else "long", index)
             return
@@ -248,15 +271,14 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         size = self.sizing_mixin.position_size(self, book, side, price)
         if not size > 0:
             return
-        order = self.buy(data=book.data, size=size) if side == "long" else self.sell(data=book.data, size=size)
-        order.addinfo(role="entry", side=side)
-        book.entry_order = order
+        submit = self.buy if side == "long" else self.sell
+        # Order info is passed at creation so the broker sees it when the order is submitted.
+        book.entry_order = submit(data=book.data, size=size, role="entry", side=side)
 
     def _exit(self, book: SymbolBook, reason: str) -> None:
         self._cancel_protective(book)
-        order = self.close(data=book.data)
+        order = self.close(data=book.data, role="exit", reason=reason)
         if order is not None:
-            order.addinfo(role="exit", reason=reason)
             book.exit_order = order
 
     def _cancel_protective(self, book: SymbolBook) -> None:
@@ -284,8 +306,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 kwargs.update(exectype=bt.Order.Limit, price=plan.price)
             else:
                 kwargs.update(exectype=bt.Order.StopTrail, trailpercent=plan.trail_percent)
-            order = submit(**kwargs)
-            order.addinfo(role="protective", reason=plan.reason)
+            order = submit(**kwargs, role="protective", reason=plan.reason)
             book.protective.append(order)
             first = first or order
 

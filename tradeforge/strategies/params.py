@@ -61,6 +61,12 @@ class Mixin:
         """Checks that need the feed's candle length (seconds); same shape as check_params."""
         return []
 
+    @classmethod
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
+        """Bars of history the mixin's arrays need before their values are meaningful; a live
+        strategy recomputes them over a trailing window sized from this."""
+        return 0
+
     def mixin_params(self, cls: type[Mixin]) -> dict[str, Any]:
         """This strategy instance's values for the parameters `cls` declared (unprefixed names)."""
         params = self.p  # type: ignore[attr-defined]

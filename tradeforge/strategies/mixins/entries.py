@@ -38,7 +38,7 @@ class SmaCrossEntry(EntryMixin):
     check_params = staticmethod(_fast_below_slow)
 
     @classmethod
-    def warmup(cls, params: dict[str, Any]) -> int:
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
         return int(params["slow"]) + 1
 
     def entry_signals(self, bars: Bars) -> Signals:
@@ -58,7 +58,7 @@ class EmaCrossEntry(EntryMixin):
     check_params = staticmethod(_fast_below_slow)
 
     @classmethod
-    def warmup(cls, params: dict[str, Any]) -> int:
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
         return int(params["slow"]) + 1
 
     def entry_signals(self, bars: Bars) -> Signals:
@@ -85,7 +85,7 @@ class RsiReversionEntry(EntryMixin):
         return []
 
     @classmethod
-    def warmup(cls, params: dict[str, Any]) -> int:
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
         return int(params["period"]) + 2
 
     def entry_signals(self, bars: Bars) -> Signals:
@@ -114,7 +114,7 @@ class BollingerReversionEntry(EntryMixin):
     }
 
     @classmethod
-    def warmup(cls, params: dict[str, Any]) -> int:
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
         return int(params["period"])
 
     def entry_signals(self, bars: Bars) -> Signals:
@@ -146,7 +146,7 @@ class MacdTrendEntry(EntryMixin):
     check_params = staticmethod(_fast_below_slow)
 
     @classmethod
-    def warmup(cls, params: dict[str, Any]) -> int:
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
         return int(params["slow"]) + int(params["signal"])
 
     def entry_signals(self, bars: Bars) -> Signals:
@@ -174,7 +174,7 @@ class DonchianBreakoutEntry(EntryMixin):
     }
 
     @classmethod
-    def warmup(cls, params: dict[str, Any]) -> int:
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
         return int(max(params["period"], params["exit_period"])) + 1
 
     def entry_signals(self, bars: Bars) -> Signals:

@@ -4,7 +4,7 @@ are checked at each bar's close and leave with a market order at the next open."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tradeforge.strategies import indicators as ind
 from tradeforge.strategies.mixins.kinds import Bars, ExitMixin, ProtectiveOrder, Side
@@ -73,11 +73,15 @@ class AtrStop(ExitMixin):
         "multiplier": Param(2.0, low=0.1, high=20, opt=(1.0, 5.0), step=0.25, doc="stop distance in ATRs"),
     }
 
+    @classmethod
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
+        return int(params["period"]) + 1
+
     def prepare(self, book: SymbolBook, bars: Bars) -> None:
         book.arrays["atr"] = ind.atr(bars.high, bars.low, bars.close, self.mixin_params(AtrStop)["period"])
 
     def _distance(self, book: SymbolBook, index: int) -> float | None:
-        value = float(book.arrays["atr"][index])
+        value = float(book.arrays["atr"][index - book.offset])
         if value != value:  # ATR not warmed up yet: no stop rather than a wrong one
             return None
         return value * self.mixin_params(AtrStop)["multiplier"]

@@ -44,6 +44,10 @@ class TrendFilter(FilterMixin):
     }
 
     @classmethod
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
+        return (int(params["period"]) + 2) * max(TIMEFRAMES[params["timeframe"]] // feed_seconds, 1)
+
+    @classmethod
     def check_for_feed(cls, values: dict[str, Any], timeframe_seconds: int) -> list[tuple[str, str]]:
         if TIMEFRAMES[values["timeframe"]] < timeframe_seconds:
             return [("timeframe", "must not be shorter than the feed's timeframe (data.timeframe)")]
@@ -79,6 +83,10 @@ class VolatilityFilter(FilterMixin):
         if values["min_pct"] > values["max_pct"]:
             return [("min_pct", f"must not exceed max_pct ({values['max_pct']})")]
         return []
+
+    @classmethod
+    def lookback(cls, params: dict[str, Any], feed_seconds: int) -> int:
+        return int(params["period"]) + 1
 
     def entry_mask(self, bars: Bars) -> tuple[np.ndarray, np.ndarray]:
         p = self.mixin_params(VolatilityFilter)

@@ -61,11 +61,6 @@ class EntryMixin(Mixin):
     def entry_signals(self, bars: Bars) -> Signals:
         raise NotImplementedError
 
-    @classmethod
-    def warmup(cls, params: dict[str, float]) -> int:
-        """Bars needed before the first signal can appear."""
-        return 0
-
 
 class ExitMixin(Mixin):
     """Closes positions: with a resting order placed at entry, or by a per-bar rule, or both."""

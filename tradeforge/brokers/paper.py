@@ -1,0 +1,131 @@
+"""The paper broker: Backtrader's simulated matching (identical to backtests) behind the same
+order path as a live broker. Every order's intent is written to a journal, with its client order
+id, before the broker accepts it; every status change and fill is journalled as it happens."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Protocol
+
+import backtrader as bt
+
+from tradeforge.brokers.simulated import SimulatedBroker
+
+_TYPES = {
+    bt.Order.Market: "market",
+    bt.Order.Close: "market",
+    bt.Order.Limit: "limit",
+    bt.Order.Stop: "stop",
+    bt.Order.StopLimit: "stop_limit",
+    bt.Order.StopTrail: "trailing_stop",
+    bt.Order.StopTrailLimit: "trailing_stop",
+}
+
+
+def money(value: float | None) -> Decimal | None:
+    """A float from Backtrader as the Decimal with the same shortest decimal representation."""
+    return None if value is None else Decimal(repr(float(value)))
+
+
+class OrderJournal(Protocol):
+    """Where a broker records orders (implemented over the trade repository by the engine)."""
+
+    def intent(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        type: str,
+        role: str,
+        amount: Decimal,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+        reason: str | None,
+    ) -> str:
+        """Persist the intent; return its client order id. Must be durable when it returns."""
+        ...
+
+    def accepted(self, client_order_id: str) -> None: ...
+
+    def filled(
+        self, client_order_id: str, fill_id: str, amount: Decimal, price: Decimal, fee: Decimal, time: dt.datetime
+    ) -> None: ...
+
+    def closed(self, client_order_id: str, status: str) -> None:
+        """canceled | rejected | expired"""
+        ...
+
+
+_CLOSED = {
+    bt.Order.Canceled: "canceled",
+    bt.Order.Margin: "rejected",
+    bt.Order.Rejected: "rejected",
+    bt.Order.Expired: "expired",
+}
+
+
+class PaperBroker(SimulatedBroker):
+    """Simulated fills on the feed's candles (market orders at the next open, stops and limits
+    when a candle crosses them), journalled like a venue's."""
+
+    def __init__(self, journal: OrderJournal) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def submit(self, order: bt.Order, check: bool = True) -> bt.Order:
+        info = order.info
+        price, stop_price = _prices(order)
+        client_id = self.journal.intent(
+            symbol=order.data._name,
+            side="buy" if order.isbuy() else "sell",
+            type=_TYPES.get(order.exectype, "market"),
+            role=info.get("role") or "manual",
+            amount=money(abs(order.size)) or Decimal(0),
+            price=price,
+            stop_price=stop_price,
+            reason=info.get("reason"),
+        )
+        order.addinfo(client_order_id=client_id, journalled_fill=0.0, fills=0)
+        return super().submit(order, check)
+
+    def notify(self, order: bt.Order) -> None:
+        super().notify(order)
+        client_id = order.info.get("client_order_id")
+        if client_id is None:
+            return
+        if order.status == order.Accepted:
+            self.journal.accepted(client_id)
+        elif order.status in (order.Partial, order.Completed):
+            self._journal_fill(order, client_id)
+        elif order.status in _CLOSED:
+            self.journal.closed(client_id, _CLOSED[order.status])
+
+    def _journal_fill(self, order: bt.Order, client_id: str) -> None:
+        executed = abs(order.executed.size)
+        delta = executed - order.info.journalled_fill
+        if delta <= 0:
+            return
+        bit = order.executed.exbits[-1] if order.executed.exbits else None
+        price = bit.price if bit is not None else order.executed.price
+        fee = bit.comm if bit is not None else order.executed.comm
+        order.info.fills += 1
+        order.info.journalled_fill = executed
+        self.journal.filled(
+            client_id,
+            f"{client_id}-f{order.info.fills}",
+            money(delta) or Decimal(0),
+            money(price) or Decimal(0),
+            money(fee) or Decimal(0),
+            bt.num2date(order.executed.dt).replace(tzinfo=dt.UTC),
+        )
+
+
+def _prices(order: bt.Order) -> tuple[Decimal | None, Decimal | None]:
+    if order.exectype == bt.Order.Limit:
+        return money(order.price), None
+    if order.exectype in (bt.Order.Stop, bt.Order.StopTrail):
+        return None, money(order.price)
+    if order.exectype in (bt.Order.StopLimit, bt.Order.StopTrailLimit):
+        return money(order.pricelimit), money(order.price)
+    return None, None

@@ -1,0 +1,1 @@
+"""Persistence: the trade repository (SQLAlchemy), its schema migrations (Alembic) and recovery."""
