@@ -199,7 +199,7 @@ def run(
     stop = threading.Event()
 
     def say(text: str) -> None:
-        out.print(text, markup=False, highlight=False)
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
 
     install_stop_signals(stop, say)
     say(f"{config.name}: {config.mode} mode, {', '.join(config.data.symbols)} {config.data.timeframe}")

@@ -86,3 +86,20 @@ def current(configs: ConfigOption) -> None:
     else:
         out.print(f"status    behind; run: tradeforge db upgrade --config {_hint(configs)}", markup=False)
     raise typer.Exit(EXIT_BEHIND)
+
+
+@db_app.command()
+def check(configs: ConfigOption) -> None:
+    """Check the bot's rows for inconsistencies (a bot refuses to trade while any exist); exit 2 if found."""
+    from tradeforge.engine.runtime import open_repository
+    from tradeforge.resilience.errors import InconsistentState
+
+    repository = open_repository(load_config(configs), _hint(configs))
+    problems = repository.integrity_problems()
+    if problems:
+        raise InconsistentState(
+            problems,
+            source=f"database {migrate.describe(repository.engine)}: repair or remove these rows, "
+            "or start the strategy under a new bot name",
+        )
+    out.print(f"ok: {len(repository.orders())} orders, {len(repository.fills())} fills, no inconsistencies")

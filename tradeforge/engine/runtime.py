@@ -36,7 +36,7 @@ from tradeforge.feeds.replay import ReplayFeed
 from tradeforge.persistence.database import check_reachable, default_url, make_engine
 from tradeforge.persistence.migrate import ensure_current
 from tradeforge.persistence.repository import Repository
-from tradeforge.resilience.errors import ConfigError, Fatal, Problem
+from tradeforge.resilience.errors import ConfigError, Fatal, InconsistentState, Problem
 from tradeforge.strategies.base import Strategy, TradeRecord
 
 HEARTBEAT_SECONDS = 5.0
@@ -143,7 +143,7 @@ def run_bot(
     repository = open_repository(config, config_hint)
     problems = repository.integrity_problems()
     if problems:
-        raise ConfigError(
+        raise InconsistentState(
             problems,
             source=f"database {repository.engine.url.render_as_string(hide_password=True)} "
             "(inspect with `tradeforge db check`)",

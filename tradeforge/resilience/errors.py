@@ -41,11 +41,19 @@ class Problem:
 class ConfigError(Fatal):
     """A configuration that cannot be used; lists every problem found, not just the first."""
 
+    headline = "invalid configuration"
+
     def __init__(self, problems: list[Problem], source: str | None = None) -> None:
         self.problems = problems
         self.source = source
-        head = f"invalid configuration{f' in {source}' if source else ''}"
+        head = f"{self.headline}{f' in {source}' if source else ''}"
         super().__init__(head + "".join(f"\n  - {p}" for p in problems))
+
+
+class InconsistentState(ConfigError):
+    """Stored rows that cannot all be true (an order without its trade, fills above the amount)."""
+
+    headline = "inconsistent rows"
 
 
 class DataError(Fatal):
