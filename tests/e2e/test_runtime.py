@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from tradeforge.persistence.database import make_engine
@@ -155,3 +156,25 @@ def test_run_refuses_live_mode_an_old_schema_and_an_unreachable_database(tmp_pat
     unreachable = cli("run", "--config", str(gone), cwd=tmp_path)
     assert unreachable.returncode == 2 and "unreachable" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_volume_limited_fills_build_positions_over_several_candles_and_survive_a_restart(tmp_path: Path) -> None:
+    config = bot(tmp_path)
+    config.write_text(
+        config.read_text() + "broker: {cash: 10000000, commission: 0.001, max_fill_fraction_of_volume: 0.002}\n"
+    )
+    assert cli("run", "--config", str(config), cwd=tmp_path).returncode == 0
+    repository = repo(config)
+    fills: dict[int, list[object]] = {}
+    for fill in repository.fills():
+        fills.setdefault(fill.order_id, []).append(fill.amount)
+    assert any(len(amounts) > 1 for amounts in fills.values()), "a big order fills across candles"
+    for order in repository.orders():
+        assert order.filled == sum(fills.get(order.id, []), Decimal(0)) <= order.amount
+    closed = [t for t in repository.trade_records() if t["exit_reason"] != "open"]
+    assert closed and all(t["size"] > 1 for t in closed)
+    before = (repository.trade_records(), [(f.venue_trade_id, f.amount) for f in repository.fills()])
+    again = cli("run", "--config", str(config), cwd=tmp_path)
+    assert again.returncode == 0 and "re-adopted" in again.stdout
+    assert (repository.trade_records(), [(f.venue_trade_id, f.amount) for f in repository.fills()]) == before
+    assert cli("db", "check", "--config", str(config), cwd=tmp_path).returncode == 0

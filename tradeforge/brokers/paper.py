@@ -86,7 +86,7 @@ class PaperBroker(SimulatedBroker):
             stop_price=stop_price,
             reason=info.get("reason"),
         )
-        order.addinfo(client_order_id=client_id, journalled_fill=0.0, fills=0)
+        order.addinfo(client_order_id=client_id, journalled=Decimal(0), fills=0)
         return super().submit(order, check)
 
     def notify(self, order: bt.Order) -> None:
@@ -102,19 +102,22 @@ class PaperBroker(SimulatedBroker):
             self.journal.closed(client_id, _CLOSED[order.status])
 
     def _journal_fill(self, order: bt.Order, client_id: str) -> None:
-        executed = abs(order.executed.size)
-        delta = executed - order.info.journalled_fill
+        # Amounts are Decimals that add up exactly to the intent's amount: Backtrader's running float
+        # total may be an ulp off the order size, so a completed order takes exactly what is left.
+        amount = money(abs(order.size)) or Decimal(0)
+        total = amount if order.status == order.Completed else min(money(abs(order.executed.size)) or amount, amount)
+        delta = total - order.info.journalled
         if delta <= 0:
             return
         bit = order.executed.exbits[-1] if order.executed.exbits else None
         price = bit.price if bit is not None else order.executed.price
         fee = bit.comm if bit is not None else order.executed.comm
         order.info.fills += 1
-        order.info.journalled_fill = executed
+        order.info.journalled = total
         self.journal.filled(
             client_id,
             f"{client_id}-f{order.info.fills}",
-            money(delta) or Decimal(0),
+            delta,
             money(price) or Decimal(0),
             money(fee) or Decimal(0),
             bt.num2date(order.executed.dt).replace(tzinfo=dt.UTC),

@@ -70,6 +70,9 @@ class BrokerConfig(StrictModel):
     cash: float = Field(10_000.0, gt=0, description="starting cash in quote currency")
     commission: float = Field(0.001, ge=0, le=0.1, description="fraction of notional per fill")
     slippage: float = Field(0.0, ge=0, le=0.1, description="fraction of price, against the order")
+    max_fill_fraction_of_volume: float | None = Field(
+        None, gt=0, le=1, description="partial fills: at most this share of a candle's volume per order per candle"
+    )
 
 
 class MixinChoice(BaseModel):

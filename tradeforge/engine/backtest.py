@@ -45,13 +45,19 @@ def build_cerebro(
     cerebro.broker = SimulatedBroker()
     for series in candles:
         cerebro.adddata(ArrayFeed(series))
-    broker = cerebro.broker
+    configure_broker(cerebro.broker, config, cash)
+    cerebro.addstrategy(resolved.cls, **resolved.params, **strategy_kwargs)
+    return cerebro
+
+
+def configure_broker(broker: bt.brokers.BackBroker, config: BotConfig, cash: float | None = None) -> None:
+    """Cash, commission, slippage and volume-limited fills, the same in backtest and paper mode."""
     broker.setcash(cash if cash is not None else config.broker.cash)
     broker.setcommission(commission=config.broker.commission)
     if config.broker.slippage:
         broker.set_slippage_perc(config.broker.slippage)
-    cerebro.addstrategy(resolved.cls, **resolved.params, **strategy_kwargs)
-    return cerebro
+    if config.broker.max_fill_fraction_of_volume is not None:
+        broker.set_filler(bt.broker.fillers.FixedBarPerc(perc=config.broker.max_fill_fraction_of_volume * 100))
 
 
 def run_backtest(

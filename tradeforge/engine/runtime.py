@@ -26,7 +26,7 @@ import backtrader as bt
 from tradeforge.brokers.paper import PaperBroker, money
 from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
-from tradeforge.engine.backtest import collect_result
+from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.data import load_candles
 from tradeforge.engine.journal import RepositoryJournal
 from tradeforge.engine.results import BacktestResult
@@ -174,10 +174,7 @@ def run_bot(
         speed = None if config.data.speed == "max" else float(config.data.speed)
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
         cerebro.broker = PaperBroker(journal)
-        cerebro.broker.setcash(config.broker.cash)
-        cerebro.broker.setcommission(commission=config.broker.commission)
-        if config.broker.slippage:
-            cerebro.broker.set_slippage_perc(config.broker.slippage)
+        configure_broker(cerebro.broker, config)
         for series in candles:
             cerebro.adddata(ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns))
         listener = BotListener(repository, journal, config.data.timeframe, owner, resume_after_ns, say)

@@ -98,7 +98,7 @@ class SymbolBook:
     last_exit_price: float = 0.0
     last_exit_index: int | None = None
     trades: list[TradeRecord] = field(default_factory=list)
-    trade_sizes: dict[int, float] = field(default_factory=dict)  # Backtrader trade ref -> opening size
+    closing_size: float = 0.0  # size of the trade the last exit fill closed
 
 
 class ComposedMeta(type(bt.Strategy)):  # type: ignore[misc]
@@ -317,7 +317,9 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             return
         book = self._book_of[id(order.data)]
         role = order.info.get("role")
-        if order.status == order.Completed:
+        if order.status == order.Partial and role == "entry":
+            book.size = abs(order.executed.size)  # volume-limited fills build the position over candles
+        elif order.status == order.Completed:
             if role == "entry":
                 book.entry_order = None
                 book.side = order.info.side
@@ -328,6 +330,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             elif role in ("exit", "protective"):
                 if role == "exit":
                     book.exit_order = None
+                book.closing_size = book.size  # before a same-candle reversal entry replaces book.size
                 book.side, book.size, book.unprotected = None, 0.0, False
                 book.last_exit_reason = order.info.reason
                 book.last_exit_price = order.executed.price
@@ -342,12 +345,10 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         self._emit("on_order", book, order)
 
     def notify_trade(self, trade: bt.Trade) -> None:
-        book = self._book_of[id(trade.data)]
-        if trade.justopened:
-            book.trade_sizes[trade.ref] = abs(trade.size)
         if not trade.isclosed:
             return
-        size = book.trade_sizes.pop(trade.ref, 0.0)
+        book = self._book_of[id(trade.data)]
+        size = book.closing_size
         record = TradeRecord(
             symbol=book.symbol,
             side="long" if trade.long else "short",
