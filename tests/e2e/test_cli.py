@@ -410,7 +410,7 @@ strategy:
     assert shown["name"] == "live-bot"
     assert shown["data"]["symbols"] == ["ETH/USDT"], "lists are replaced, not concatenated"
     assert shown["data"]["timeframe"] == "1h"
-    assert shown["broker"] == {"cash": 2000, "commission": 0.002, "slippage": 0.0}
+    assert shown["broker"] == {"cash": 2000, "commission": 0.002, "slippage": 0.0, "max_fill_fraction_of_volume": None}
     assert shown["strategy"]["entry"] == {"name": "sma_cross", "fast": 10, "slow": 30}
     assert shown["strategy"]["exits"] == {"stop_loss": {"pct": 0.02}, "take_profit": {"pct": 0.05}}
 
@@ -424,7 +424,12 @@ def test_show_config_prints_the_merged_config_with_defaults_filled(tmp_path: Pat
     assert code == 0, err
     shown = yaml.safe_load(out)
     assert shown["name"] == "tradeforge-bot"
-    assert shown["broker"] == {"cash": 10000.0, "commission": 0.001, "slippage": 0.0}
+    assert shown["broker"] == {
+        "cash": 10000.0,
+        "commission": 0.001,
+        "slippage": 0.0,
+        "max_fill_fraction_of_volume": None,
+    }
     assert shown["strategy"]["preset"] == "sma_cross"
     assert "class" in shown["strategy"], "the strategy class is shown under its config key, `class`"
 

@@ -314,7 +314,10 @@ def test_problems_for_unknown_keys_suggest_the_closest_key_or_list_the_allowed_o
     )
     assert found["borker"].message == "unknown key 'borker'; did you mean 'broker'?"
     assert found["data.sybmols"].message == "unknown key 'sybmols'; did you mean 'symbols'?"
-    assert found["broker.zzz"].message == "unknown key 'zzz'; allowed: cash, commission, slippage"
+    assert (
+        found["broker.zzz"].message
+        == "unknown key 'zzz'; allowed: cash, commission, slippage, max_fill_fraction_of_volume"
+    )
     assert all(p.value is None for p in found.values())
 
 
