@@ -250,7 +250,8 @@ class Repository:
                 return
             previous = order.status
             never_opened = order.trade is not None and not any(o.filled for o in order.trade.orders)
-            if status in TERMINAL_ORDER_STATUSES and order.role == "entry" and order.trade and never_opened:
+            gave_up = status in TERMINAL_ORDER_STATUSES and status != OrderStatus.FILLED
+            if gave_up and order.role == "entry" and order.trade and never_opened:
                 order.trade.status = TradeStatus.CLOSED  # nothing to manage any more
                 order.trade.exit_reason = f"entry_{status.value}"
             order.status = status
@@ -301,11 +302,14 @@ class Repository:
             order.average_price = (previous_value + fill.price * fill.amount) / filled
             order.filled = filled
             order.fees += fill.fee
-            order.status = OrderStatus.FILLED if filled == order.amount else OrderStatus.PARTIALLY_FILLED
+            if order.status not in TERMINAL_ORDER_STATUSES or filled == order.amount:
+                # A fill healed after a cancel keeps the order canceled (the venue said so) unless it
+                # completes the order.
+                order.status = OrderStatus.FILLED if filled == order.amount else OrderStatus.PARTIALLY_FILLED
             order.updated_at = self.clock()
             session.flush()
             if order.trade is not None:
-                _derive_trade(order.trade, fill.time)
+                _derive_trade(order.trade)
             self._event(
                 session,
                 "fill",
@@ -486,8 +490,9 @@ _RANK = {
 }
 
 
-def _derive_trade(trade: Trade, time: dt.datetime) -> None:
-    """Position, prices, fees and PnL of a trade recomputed from its fills (never incrementally)."""
+def _derive_trade(trade: Trade) -> None:
+    """Position, prices, fees, PnL, times and status of a trade recomputed from all its fills (never
+    incrementally), so fills healed late or out of order give the same trade as fills in order."""
     entry_side = "buy" if trade.side == "long" else "sell"
     entered = Decimal(0)
     entry_value = Decimal(0)
@@ -495,12 +500,16 @@ def _derive_trade(trade: Trade, time: dt.datetime) -> None:
     exit_value = Decimal(0)
     fees = Decimal(0)
     closing_reason = None
+    first_entry: dt.datetime | None = None
+    last_fill: dt.datetime | None = None
     for order in trade.orders:
         for fill in order.fills:
             fees += fill.fee
+            last_fill = fill.time if last_fill is None else max(last_fill, fill.time)
             if order.side == entry_side:
                 entered += fill.amount
                 entry_value += fill.amount * fill.price
+                first_entry = fill.time if first_entry is None else min(first_entry, fill.time)
             else:
                 exited += fill.amount
                 exit_value += fill.amount * fill.price
@@ -509,14 +518,18 @@ def _derive_trade(trade: Trade, time: dt.datetime) -> None:
     trade.fees = fees
     trade.entry_price = entry_value / entered if entered else None
     trade.exit_price = exit_value / exited if exited else None
-    if trade.opened_at is None and entered:
-        trade.opened_at = time
-    if entered and trade.amount == 0:
+    if not entered:
+        return
+    trade.opened_at = first_entry
+    if trade.amount == 0:
         direction = 1 if trade.side == "long" else -1
         trade.status = TradeStatus.CLOSED
-        trade.closed_at = time
+        trade.closed_at = last_fill
         trade.exit_reason = closing_reason
         trade.pnl = (exit_value - entry_value) * direction - fees
+    else:  # open, or reopened by a fill healed after its entry was given up
+        trade.status = TradeStatus.OPEN
+        trade.closed_at = trade.exit_reason = trade.pnl = None
 
 
 def _float(value: Decimal | None) -> float | None:
