@@ -1,0 +1,466 @@
+"""Trade repository speed: how fast a bot records orders, how long a restart with a long history
+takes before it can trade, and what persistence costs a replayed paper bot.
+
+    .venv/bin/python benchmarks/repository.py                     # all three
+    .venv/bin/python benchmarks/repository.py orders --orders 2000
+    .venv/bin/python benchmarks/repository.py recovery --closed 10000
+    .venv/bin/python benchmarks/repository.py paper
+
+1. orders: N orders as N/2 paper round trips (entry intent, accepted, fill; exit intent, accepted,
+   fill), each call its own committed transaction as in a running bot, on a SQLite file (WAL) in a
+   temporary directory, then on PostgreSQL when it answers at 127.0.0.1:5432 (database `test`, in a
+   temporary schema; another server: TRADEFORGE_TEST_POSTGRES_URL).
+2. recovery: a bot with 100,000 closed and 100 open trades (built with bulk inserts; no event rows,
+   which a restart does not read). A fresh process does what `tradeforge run` does with the
+   database before its first candle (open_repository, integrity_problems, the history check, the
+   run lock, cursors, and the journal's load of every order it will re-adopt); it is compared with
+   a process that only starts Python and imports tradeforge's runtime.
+3. paper: `run_bot` on the bundled BTC/USDT 1h candles replayed at full speed with the sma_cross
+   preset, persisting to a SQLite file on disk, vs in-memory SQLite (the same run_bot, its engine
+   factory swapped for one shared in-memory connection, StaticPool), vs a file on tmpfs (/dev/shm).
+
+Each measurement runs in a fresh process. Figures only: nothing is asserted about timings (the
+benchmark does check that what it recorded is consistent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+POSTGRES_URL = os.environ.get("TRADEFORGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SYMBOL = "BTC/USDT"
+START = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
+
+
+# --- 1. orders/s ------------------------------------------------------------------------------------
+
+
+def round_trips(repository: Any, trades: int, first: int = 0) -> dict[str, float]:
+    """`trades` paper round trips; the seconds spent in each repository method."""
+    from tradeforge.persistence.models import OrderStatus
+    from tradeforge.persistence.repository import FillReport, OrderIntent
+
+    spent = {"record_intent": 0.0, "mark_order": 0.0, "record_fill": 0.0}
+    clock = time.perf_counter
+    amount = Decimal("0.0125")
+
+    def order(trade_id: int | None, side: str, role: str, price: Decimal, at: dt.datetime) -> int:
+        t0 = clock()
+        recorded = repository.record_intent(OrderIntent(trade_id, SYMBOL, side, "market", role, amount, reason="sma"))
+        t1 = clock()
+        repository.mark_order(recorded.client_order_id, OrderStatus.OPEN)
+        t2 = clock()
+        fee = (amount * price / 1000).quantize(Decimal("0.00000001"))
+        repository.record_fill(
+            recorded.client_order_id, FillReport(f"{recorded.client_order_id}-f1", amount, price, at, fee=fee)
+        )
+        t3 = clock()
+        spent["record_intent"] += t1 - t0
+        spent["mark_order"] += t2 - t1
+        spent["record_fill"] += t3 - t2
+        return int(recorded.trade_id)
+
+    for i in range(first, first + trades):
+        opened_at = START + dt.timedelta(hours=i)
+        trade_id = order(None, "buy", "entry", Decimal(30_000 + i % 977) + Decimal("0.25"), opened_at)
+        order(
+            trade_id, "sell", "exit", Decimal(30_000 + i % 983) + Decimal("0.5"), opened_at + dt.timedelta(minutes=30)
+        )
+    return spent
+
+
+def measure_orders(url: str, orders: int) -> dict[str, Any]:
+    from sqlalchemy import event
+
+    from tradeforge.persistence.database import make_engine
+    from tradeforge.persistence.migrate import upgrade
+    from tradeforge.persistence.models import TradeStatus
+    from tradeforge.persistence.repository import Repository
+
+    trades = orders // 2
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        repository = Repository.attach(engine, "bench-orders", "bench", "paper")
+        started = time.perf_counter()
+        spent = round_trips(repository, trades)
+        elapsed = time.perf_counter() - started
+        closed = len(repository.trades(TradeStatus.CLOSED))
+        problems = repository.integrity_problems()
+        if closed != trades or problems:
+            raise RuntimeError(f"the benchmark recorded something wrong: {closed} closed trades, {problems[:3]}")
+        counts = {"statements": 0, "commits": 0}  # a short counted run after the timed one
+        event.listen(
+            engine, "before_cursor_execute", lambda *_: counts.__setitem__("statements", counts["statements"] + 1)
+        )
+        event.listen(engine, "commit", lambda *_: counts.__setitem__("commits", counts["commits"] + 1))
+        round_trips(repository, 100, first=trades)
+    finally:
+        engine.dispose()
+    return {
+        "orders": trades * 2,
+        "seconds": elapsed,
+        "orders_per_s": trades * 2 / elapsed,
+        "us_per_call": {name: seconds / (trades * 2) * 1e6 for name, seconds in spent.items()},
+        "statements_per_order": counts["statements"] / 200,
+        "commits_per_order": counts["commits"] / 200,
+    }
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str | None]:
+    """A URL on a fresh schema of the PostgreSQL test database (dropped after), or None if unreachable."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.pool import NullPool
+
+    from tradeforge.persistence.database import normalise_url
+
+    admin = create_engine(
+        normalise_url(POSTGRES_URL),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 3},
+    )
+    schema = f"tf_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except DBAPIError as exc:
+        print(f"  PostgreSQL: skipped, {POSTGRES_URL} is unreachable ({str(exc.orig or exc).strip().splitlines()[0]})")
+        yield None
+        return
+    try:
+        yield (
+            make_url(normalise_url(POSTGRES_URL))
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def bench_orders(orders: int) -> None:
+    print(f"\n1. recording {orders:,} orders ({orders // 2:,} round trips: intent, accepted, fill; twice)")
+    with tempfile.TemporaryDirectory() as folder:
+        show_orders("SQLite file (WAL)", in_child("measure_orders", f"sqlite:///{folder}/bench.sqlite", orders))
+    with postgres_schema() as url:
+        if url is not None:
+            show_orders("PostgreSQL", in_child("measure_orders", url, orders))
+
+
+def show_orders(label: str, figures: dict[str, Any]) -> None:
+    calls = ", ".join(f"{name} {us:.0f} us" for name, us in figures["us_per_call"].items())
+    print(
+        f"  {label}: {figures['orders_per_s']:,.0f} orders/s ({figures['orders']:,} in {figures['seconds']:.2f} s); "
+        f"per order {figures['statements_per_order']:.1f} statements in {figures['commits_per_order']:.0f} commits; "
+        f"per call: {calls}"
+    )
+
+
+# --- 2. restart recovery ----------------------------------------------------------------------------
+
+
+def bot_config(data_dir: str, db_url: str) -> Any:
+    from tradeforge.config.schema import BotConfig
+
+    return BotConfig.model_validate(
+        {
+            "name": "bench-bot",
+            "mode": "paper",
+            "data_dir": data_dir,
+            "data": {"source": "replay", "symbols": [SYMBOL], "timeframe": "1h", "speed": "max"},
+            "strategy": {"preset": "sma_cross"},
+            "persistence": {"db_url": db_url},
+        }
+    )
+
+
+def build_history(db_url: str, config: Any, closed: int, open_: int) -> dict[str, int]:
+    """A bot database as `closed` + `open_` paper round trips would leave it, written in bulk."""
+    from sqlalchemy import insert
+
+    from tradeforge.engine.runtime import config_hash
+    from tradeforge.persistence.database import make_engine
+    from tradeforge.persistence.migrate import upgrade
+    from tradeforge.persistence.models import CandleCursor, EquitySnapshot, Fill, Order, Trade
+    from tradeforge.persistence.repository import Repository
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    repository = Repository.attach(engine, config.name, config_hash(config), config.mode)
+    bot, prefix = repository.bot_id, repository.prefix
+    amount, fee = Decimal("0.0125"), Decimal("0.375")
+    trades, orders, fills = [], [], []
+    for n in range(closed + open_):
+        trade_id, entry_at, exit_at = n + 1, START + dt.timedelta(hours=2 * n), START + dt.timedelta(hours=2 * n + 1)
+        entry_price, exit_price = Decimal(30_000 + n % 977), Decimal(30_000 + n % 983)
+        is_open = n >= closed
+        trades.append(
+            {
+                "id": trade_id,
+                "bot_id": bot,
+                "symbol": SYMBOL,
+                "side": "long",
+                "status": "open" if is_open else "closed",
+                "amount": amount if is_open else Decimal(0),
+                "entry_price": entry_price,
+                "exit_price": None if is_open else exit_price,
+                "fees": fee if is_open else 2 * fee,
+                "pnl": None if is_open else (exit_price - entry_price) * amount - 2 * fee,
+                "opened_at": entry_at,
+                "closed_at": None if is_open else exit_at,
+                "exit_reason": None if is_open else "sma",
+                "state": {},
+            }
+        )
+        legs = [("buy", "entry", "market", entry_at, entry_price, "filled")]
+        if is_open:  # its protective stop rests at the venue
+            legs.append(("sell", "protective", "stop", entry_at, entry_price * Decimal("0.98"), "open"))
+        else:
+            legs.append(("sell", "exit", "market", exit_at, exit_price, "filled"))
+        for sequence, (side, role, type_, at, price, status) in enumerate(legs, start=1):
+            order_id = len(orders) + 1
+            filled = status == "filled"
+            orders.append(
+                {
+                    "id": order_id,
+                    "bot_id": bot,
+                    "trade_id": trade_id,
+                    "client_order_id": f"{prefix}-{trade_id}-{sequence}",
+                    "symbol": SYMBOL,
+                    "side": side,
+                    "type": type_,
+                    "role": role,
+                    "reason": "sma" if role != "protective" else "stop_loss",
+                    "amount": amount,
+                    "price": None,
+                    "stop_price": price if type_ == "stop" else None,
+                    "status": status,
+                    "filled": amount if filled else Decimal(0),
+                    "average_price": price if filled else None,
+                    "fees": fee if filled else Decimal(0),
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
+            if filled:
+                fills.append(
+                    {
+                        "bot_id": bot,
+                        "order_id": order_id,
+                        "symbol": SYMBOL,
+                        "venue_trade_id": f"{prefix}-{trade_id}-{sequence}-f1",
+                        "amount": amount,
+                        "price": price,
+                        "fee": fee,
+                        "fee_currency": "USDT",
+                        "time": at,
+                    }
+                )
+    last = START + dt.timedelta(hours=2 * (closed + open_))
+    with engine.begin() as connection:
+        connection.execute(insert(Trade.__table__), trades)
+        connection.execute(insert(Order.__table__), orders)
+        connection.execute(insert(Fill.__table__), fills)
+        connection.execute(
+            insert(CandleCursor.__table__),
+            [{"bot_id": bot, "symbol": SYMBOL, "timeframe": "1h", "last_open_time": last}],
+        )
+        connection.execute(
+            insert(EquitySnapshot.__table__),
+            [{"bot_id": bot, "time": last, "equity": Decimal(10_000), "cash": Decimal(10_000)}],
+        )
+    engine.dispose()
+    return {"trades": len(trades), "orders": len(orders), "fills": len(fills)}
+
+
+RESTART = """
+import time
+started = time.perf_counter()
+import json, sys
+from tradeforge.engine.runtime import config_hash, open_repository
+from tradeforge.engine.journal import RepositoryJournal
+sys.path.insert(0, {bench_dir!r})
+from repository import bot_config
+imported = time.perf_counter()
+config = bot_config({data_dir!r}, {db_url!r})
+steps = {{}}
+def step(name, since):
+    now = time.perf_counter()
+    steps[name] = now - since
+    return now
+t = time.perf_counter()
+repository = open_repository(config, "bench.yaml"); t = step("open_repository", t)
+problems = repository.integrity_problems(); t = step("integrity_problems", t)
+assert problems == [], problems
+bot = repository.instance()
+has_history = bool(repository.orders()) or bool(repository.cursors()); t = step("history check (orders())", t)
+assert has_history and bot.config_hash == config_hash(config)
+owner = repository.acquire_lock()
+repository.set_config(config_hash(config), config.mode)
+cursors = repository.cursors(); t = step("lock, config, cursors", t)
+journal = RepositoryJournal(repository); t = step("journal: orders to adopt", t)
+done = time.perf_counter()
+ready = time.time()
+repository.release_lock(owner)
+adopt = len(journal._to_adopt)
+print(json.dumps({{"ready": ready, "steps": steps, "work": done - imported, "adopt": adopt}}))
+"""
+PLAIN = "import time, tradeforge.engine.runtime; print(time.time())"
+
+
+def bench_recovery(closed: int, open_: int, repeats: int) -> None:
+    print(f"\n2. restart of a bot with {closed:,} closed and {open_:,} open trades (SQLite file, WAL)")
+    with tempfile.TemporaryDirectory() as folder:
+        db_url = f"sqlite:///{folder}/tradeforge.sqlite"
+        started = time.perf_counter()
+        built = in_child("build_history_for", folder, db_url, closed, open_)
+        size = Path(folder, "tradeforge.sqlite").stat().st_size / 1e6
+        print(
+            f"  built {built['trades']:,} trades, {built['orders']:,} orders, {built['fills']:,} fills "
+            f"({size:.0f} MB) in {time.perf_counter() - started:.1f} s"
+        )
+        code = RESTART.format(bench_dir=str(Path(__file__).parent), data_dir=folder, db_url=db_url)
+        plain, restart, reports = [], [], []
+        for _ in range(repeats):  # seconds from spawning the process to its being ready
+            spawned, out = timed_process(["-c", PLAIN])
+            plain.append(float(out) - spawned)
+            spawned, out = timed_process(["-c", code])
+            reports.append(json.loads(out))
+            restart.append(reports[-1]["ready"] - spawned)
+    report = min(reports, key=lambda r: r["work"])
+    steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in report["steps"].items())
+    plain_s, restart_s = statistics.median(plain), statistics.median(restart)
+    print(f"  plain start-up (python, import tradeforge.engine.runtime): {plain_s:.2f} s (median of {repeats})")
+    print(f"  start-up with recovery, ready for the first candle:        {restart_s:.2f} s (median of {repeats})")
+    print(
+        f"  recovery costs {restart_s - plain_s:.2f} s; in the process, at best: {steps} "
+        f"({report['adopt']:,} orders to re-adopt)"
+    )
+
+
+def build_history_for(folder: str, db_url: str, closed: int, open_: int) -> dict[str, int]:
+    return build_history(db_url, bot_config(folder, db_url), closed, open_)
+
+
+# --- 3. persistence overhead of a replayed paper bot ------------------------------------------------
+
+
+def paper_run(where: str) -> dict[str, Any]:
+    """One run_bot with its database `where` (disk, tmpfs or memory); seconds inside run_bot."""
+    from unittest import mock
+
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import StaticPool
+
+    from tradeforge.engine import runtime
+    from tradeforge.persistence.database import make_engine
+    from tradeforge.persistence.migrate import upgrade
+
+    folder = tempfile.mkdtemp(dir="/dev/shm" if where == "tmpfs" else None)
+    if where == "memory":
+        url = "sqlite://"
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON"))
+        factory = mock.patch.object(runtime, "make_engine", lambda *_, **__: engine)
+    else:
+        url = f"sqlite:///{folder}/tradeforge.sqlite"
+        engine = make_engine(url)
+        factory = contextlib.nullcontext()
+    upgrade(engine)
+    config = bot_config(folder, url)
+    with factory:
+        started = time.perf_counter()
+        outcome = runtime.run_bot(config, "bench.yaml", say=lambda _: None)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "trades": len(outcome.result.trades)}
+
+
+def bench_paper(repeats: int) -> None:
+    print(f"\n3. paper bot: run_bot, {SYMBOL} 1h sample replayed at full speed, sma_cross preset")
+    runs: dict[str, list[float]] = {}
+    trades = 0
+    for _ in range(repeats):
+        for where in ("memory", "tmpfs", "disk"):
+            figures = in_child("paper_run", where)
+            runs.setdefault(where, []).append(figures["seconds"])
+            trades = figures["trades"]
+    memory = statistics.median(runs["memory"])
+    for where, label in (("memory", "in-memory SQLite"), ("tmpfs", "SQLite file on tmpfs"), ("disk", "SQLite file")):
+        seconds = statistics.median(runs[where])
+        print(
+            f"  {label:22s} {seconds:.2f} s (median of {repeats}, {trades} trades)"
+            + ("" if where == "memory" else f": {100 * (seconds / memory - 1):+.1f} % vs in-memory")
+        )
+
+
+# --- plumbing ---------------------------------------------------------------------------------------
+
+
+def in_child(function: str, *args: Any) -> Any:
+    """`function(*args)` of this module in a fresh Python process; its JSON result."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import repository
+        print(json.dumps(repository.{function}(*json.loads(sys.argv[1]))))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{function}{args} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def timed_process(arguments: list[str]) -> tuple[float, str]:
+    """Run Python with `arguments`: the wall-clock time it was spawned at, and its output."""
+    spawned = time.time()
+    done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"python {' '.join(arguments)[:60]}... failed:\n{done.stderr}")
+    return spawned, done.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("sections", nargs="*", metavar="orders|recovery|paper", help="what to measure (default: all)")
+    parser.add_argument("--orders", type=int, default=10_000, help="orders to record (default 10000)")
+    parser.add_argument("--closed", type=int, default=100_000, help="closed trades in the restarted bot")
+    parser.add_argument("--open", type=int, default=100, dest="open_", help="open trades in the restarted bot")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement in sections 2 and 3")
+    options = parser.parse_args()
+    sections = options.sections or ["orders", "recovery", "paper"]
+    unknown = set(sections) - {"orders", "recovery", "paper"}
+    if unknown:
+        parser.error(f"unknown section {', '.join(sorted(unknown))}: choose from orders, recovery, paper")
+    print(f"tradeforge repository benchmark (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    if "orders" in sections:
+        bench_orders(options.orders)
+    if "recovery" in sections:
+        bench_recovery(options.closed, options.open_, options.repeats)
+    if "paper" in sections:
+        bench_paper(options.repeats)
+
+
+if __name__ == "__main__":
+    main()
