@@ -201,7 +201,7 @@ def build_history(db_url: str, config: Any, closed: int, open_: int) -> dict[str
     from tradeforge.engine.runtime import config_hash
     from tradeforge.persistence.database import make_engine
     from tradeforge.persistence.migrate import upgrade
-    from tradeforge.persistence.models import CandleCursor, EquitySnapshot, Fill, Order, Trade
+    from tradeforge.persistence.models import Base
     from tradeforge.persistence.repository import Repository
 
     engine = make_engine(db_url)
@@ -209,7 +209,9 @@ def build_history(db_url: str, config: Any, closed: int, open_: int) -> dict[str
     repository = Repository.attach(engine, config.name, config_hash(config), config.mode)
     bot, prefix = repository.bot_id, repository.prefix
     amount, fee = Decimal("0.0125"), Decimal("0.375")
-    trades, orders, fills = [], [], []
+    trades: list[dict[str, Any]] = []
+    orders: list[dict[str, Any]] = []
+    fills: list[dict[str, Any]] = []
     for n in range(closed + open_):
         trade_id, entry_at, exit_at = n + 1, START + dt.timedelta(hours=2 * n), START + dt.timedelta(hours=2 * n + 1)
         entry_price, exit_price = Decimal(30_000 + n % 977), Decimal(30_000 + n % 983)
@@ -277,16 +279,17 @@ def build_history(db_url: str, config: Any, closed: int, open_: int) -> dict[str
                     }
                 )
     last = START + dt.timedelta(hours=2 * (closed + open_))
+    tables = Base.metadata.tables
     with engine.begin() as connection:
-        connection.execute(insert(Trade.__table__), trades)
-        connection.execute(insert(Order.__table__), orders)
-        connection.execute(insert(Fill.__table__), fills)
+        connection.execute(insert(tables["trades"]), trades)
+        connection.execute(insert(tables["orders"]), orders)
+        connection.execute(insert(tables["fills"]), fills)
         connection.execute(
-            insert(CandleCursor.__table__),
+            insert(tables["candle_cursors"]),
             [{"bot_id": bot, "symbol": SYMBOL, "timeframe": "1h", "last_open_time": last}],
         )
         connection.execute(
-            insert(EquitySnapshot.__table__),
+            insert(tables["equity_snapshots"]),
             [{"bot_id": bot, "time": last, "equity": Decimal(10_000), "cash": Decimal(10_000)}],
         )
     engine.dispose()
@@ -376,22 +379,22 @@ def paper_run(where: str) -> dict[str, Any]:
     from tradeforge.persistence.database import make_engine
     from tradeforge.persistence.migrate import upgrade
 
-    folder = tempfile.mkdtemp(dir="/dev/shm" if where == "tmpfs" else None)
-    if where == "memory":
-        url = "sqlite://"
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON"))
-        factory = mock.patch.object(runtime, "make_engine", lambda *_, **__: engine)
-    else:
-        url = f"sqlite:///{folder}/tradeforge.sqlite"
-        engine = make_engine(url)
-        factory = contextlib.nullcontext()
-    upgrade(engine)
-    config = bot_config(folder, url)
-    with factory:
-        started = time.perf_counter()
-        outcome = runtime.run_bot(config, "bench.yaml", say=lambda _: None)
-        seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if where == "tmpfs" else None) as folder:
+        if where == "memory":
+            url = "sqlite://"
+            engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+            event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA foreign_keys=ON"))
+            factory: Any = mock.patch.object(runtime, "make_engine", lambda *_, **__: engine)
+        else:
+            url = f"sqlite:///{folder}/tradeforge.sqlite"
+            engine = make_engine(url)
+            factory = contextlib.nullcontext()
+        upgrade(engine)
+        with factory:
+            started = time.perf_counter()
+            outcome = runtime.run_bot(bot_config(folder, url), "bench.yaml", say=lambda _: None)
+            seconds = time.perf_counter() - started
+        engine.dispose()
     return {"seconds": seconds, "trades": len(outcome.result.trades)}
 
 
