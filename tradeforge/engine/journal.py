@@ -42,6 +42,11 @@ class RepositoryJournal:
     def catching_up(self) -> bool:
         return bool(self._to_adopt)
 
+    @property
+    def to_adopt(self) -> int:
+        """Stored orders the strategy has not asked for again yet."""
+        return len(self._to_adopt)
+
     def intent(
         self,
         *,

@@ -148,28 +148,28 @@ def run_bot(
             source=f"database {repository.engine.url.render_as_string(hide_password=True)} "
             "(inspect with `tradeforge db check`)",
         )
-    bot = repository.instance()
-    has_history = bool(repository.orders()) or bool(repository.cursors())
-    stored_hash = bot.config_hash
-    if has_history and stored_hash != config_hash(config):
-        raise Fatal(
-            f"bot {config.name!r} has history in this database under a different config (strategy, broker "
-            "or data changed); give the new setup a new `name:` or restore the old config"
-        )
     stop = stop or threading.Event()
     owner = repository.acquire_lock()
-    repository.set_config(config_hash(config), config.mode)
-    status = "crashed"
+    status = "stopped"
     try:
+        # Read the stored orders and cursors once, under the lock: nothing else writes them now.
+        journal = RepositoryJournal(repository)
         cursors = repository.cursors()
+        has_history = journal.catching_up or bool(cursors)
+        if has_history and repository.instance().config_hash != config_hash(config):
+            raise Fatal(
+                f"bot {config.name!r} has history in this database under a different config (strategy, broker "
+                "or data changed); give the new setup a new `name:` or restore the old config"
+            )
+        repository.set_config(config_hash(config), config.mode)
+        status = "crashed"
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
         candles = load_candles(config)
-        journal = RepositoryJournal(repository)
         if resume_after_ns is not None:
             say(
                 f"resuming {config.name}: re-reading history up to "
                 f"{dt.datetime.fromtimestamp(resume_after_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M} UTC, "
-                f"{len(journal._to_adopt)} stored orders to re-adopt"
+                f"{journal.to_adopt} stored orders to re-adopt"
             )
         speed = None if config.data.speed == "max" else float(config.data.speed)
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
