@@ -5,6 +5,7 @@ id, before the broker accepts it; every status change and fill is journalled as 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Protocol
 
@@ -72,6 +73,17 @@ class PaperBroker(SimulatedBroker):
     def __init__(self, journal: OrderJournal) -> None:
         super().__init__()
         self.journal = journal
+        self._cancel_when_accepted: set[str] = set()
+
+    def cancel_by_client_id(self, client_order_ids: Iterable[str]) -> None:
+        """An operator's cancel. Backtrader cannot cancel an order it has not accepted yet (one
+        submitted on this candle): such an order is canceled the moment it is accepted, before it
+        can fill."""
+        wanted = set(client_order_ids)
+        for order in [o for o in self.pending if o is not None and o.info.get("client_order_id") in wanted]:
+            wanted.discard(order.info.client_order_id)
+            self.cancel(order)
+        self._cancel_when_accepted |= wanted
 
     def submit(self, order: bt.Order, check: bool = True) -> bt.Order:
         info = order.info
@@ -96,6 +108,9 @@ class PaperBroker(SimulatedBroker):
             return
         if order.status == order.Accepted:
             self.journal.accepted(client_id)
+            if client_id in self._cancel_when_accepted:
+                self._cancel_when_accepted.discard(client_id)
+                self.cancel(order)
         elif order.status in (order.Partial, order.Completed):
             self._journal_fill(order, client_id)
         elif order.status in _CLOSED:

@@ -135,4 +135,9 @@ class BotConfig(StrictModel):
     data: DataConfig = Field(default_factory=lambda: DataConfig(), description="candles: see `data`")
     broker: BrokerConfig = Field(default_factory=lambda: BrokerConfig(), description="see `broker`")
     persistence: PersistenceConfig = Field(default_factory=lambda: PersistenceConfig(), description="see `persistence`")
+    cancel_open_orders_on_exit: bool = Field(
+        False,
+        description="a graceful stop (SIGINT/SIGTERM) cancels the bot's open orders; resting stops and targets "
+        "of open trades are placed again on the first candle after a restart",
+    )
     strategy: StrategyConfig = Field(description="see `strategy` and the mixin tables")

@@ -17,8 +17,9 @@ import os
 from collections import deque
 from decimal import Decimal
 
+from tradeforge.engine.outage import Persist
 from tradeforge.persistence.models import OrderStatus
-from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
+from tradeforge.persistence.repository import FillReport, OrderIntent, RecordedIntent, Repository, StoredOrder
 from tradeforge.resilience.errors import Fatal
 
 CRASH_AFTER_INTENT_ENV = "TRADEFORGE_FAULT_CRASH_AFTER_INTENT"  # tests: die right after the Nth intent commit
@@ -29,9 +30,11 @@ class Divergence(Fatal):
 
 
 class RepositoryJournal:
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, persist: Persist | None = None) -> None:
         self.repository = repository
-        self._to_adopt = deque(repository.orders())
+        self.persist = persist or Persist(repository)
+        self._to_adopt = deque(repository.stored_orders())
+        self._last_order_id = self._to_adopt[-1].id if self._to_adopt else 0
         self.adopted = 0
         self._open_trade: dict[str, int] = {}
         self._intents_written = 0
@@ -62,9 +65,20 @@ class RepositoryJournal:
         if self._to_adopt:
             return self._adopt(symbol, side, type, role, amount)
         trade_id = None if role == "entry" else self._open_trade.get(symbol)
-        recorded = self.repository.record_intent(
-            OrderIntent(trade_id, symbol, side, type, role, amount, price=price, stop_price=stop_price, reason=reason)
+        intent = OrderIntent(
+            trade_id, symbol, side, type, role, amount, price=price, stop_price=stop_price, reason=reason
         )
+        tries = 0
+
+        def record() -> RecordedIntent:
+            nonlocal tries
+            tries += 1
+            # A commit whose answer was lost may have stored the intent: adopt it rather than mint a second order.
+            stored = self._stored_by_a_lost_commit(intent) if tries > 1 else None
+            return stored or self.repository.record_intent(intent)
+
+        recorded = self.persist(record, f"recording the {role} intent ({side} {symbol})")
+        self._last_order_id = recorded.order_id
         self._open_trade[symbol] = recorded.trade_id
         client_id = recorded.client_order_id
         self._intents_written += 1
@@ -72,10 +86,25 @@ class RepositoryJournal:
             os._exit(137)  # fault injection for the recovery tests: as if SIGKILLed after the commit
         return client_id
 
+    def _stored_by_a_lost_commit(self, intent: OrderIntent) -> RecordedIntent | None:
+        later = self.repository.stored_orders(after_id=self._last_order_id)
+        if not later:
+            return None
+        wanted = (intent.symbol, intent.side, intent.type, intent.role, intent.amount)
+        found = later[0]
+        if len(later) > 1 or _request(found) != wanted or found.trade_id is None:
+            unexpected = ", ".join(order.client_order_id for order in later)
+            raise Divergence(
+                f"orders appeared in the database that this bot did not write ({unexpected}, after row "
+                f"{self._last_order_id}): is another process running this bot? Stop it, then run "
+                "`tradeforge db check`"
+            )
+        return RecordedIntent(found.client_order_id, found.trade_id, found.id)
+
     def _adopt(self, symbol: str, side: str, type: str, role: str, amount: Decimal) -> str:
         stored = self._to_adopt.popleft()
         wanted = (symbol, side, type, role, amount)
-        found = (stored.symbol, stored.side, stored.type, stored.role, stored.amount)
+        found = _request(stored)
         if wanted != found:
             raise Divergence(
                 f"restart replay diverged at order {stored.client_order_id} (row {stored.id}): the strategy now "
@@ -85,19 +114,30 @@ class RepositoryJournal:
             )
         if role == "entry" and stored.trade_id is not None:
             self._open_trade[symbol] = stored.trade_id
+        self._last_order_id = stored.id
         self.adopted += 1
         return stored.client_order_id
 
+    # Status changes and fills are idempotent in the repository: retrying one after an outage is safe.
     def accepted(self, client_order_id: str) -> None:
-        self.repository.mark_order(client_order_id, OrderStatus.OPEN)
+        self.persist(
+            lambda: self.repository.mark_order(client_order_id, OrderStatus.OPEN), f"accepting {client_order_id}"
+        )
 
     def filled(
         self, client_order_id: str, fill_id: str, amount: Decimal, price: Decimal, fee: Decimal, time: dt.datetime
     ) -> None:
-        self.repository.record_fill(client_order_id, FillReport(fill_id, amount, price, time, fee=fee))
+        fill = FillReport(fill_id, amount, price, time, fee=fee)
+        self.persist(lambda: self.repository.record_fill(client_order_id, fill), f"recording fill {fill_id}")
 
     def closed(self, client_order_id: str, status: str) -> None:
-        self.repository.mark_order(client_order_id, OrderStatus(status))
+        self.persist(
+            lambda: self.repository.mark_order(client_order_id, OrderStatus(status)), f"closing {client_order_id}"
+        )
+
+
+def _request(order: StoredOrder) -> tuple[str, str, str, str, Decimal]:
+    return (order.symbol, order.side, order.type, order.role, order.amount)
 
 
 def _show(order: tuple[object, ...]) -> str:

@@ -10,6 +10,7 @@ is safe because every step was committed when it happened.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -29,17 +30,20 @@ from tradeforge.config.schema import BotConfig
 from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.data import load_candles
 from tradeforge.engine.journal import RepositoryJournal
+from tradeforge.engine.outage import Persist
 from tradeforge.engine.results import BacktestResult
 from tradeforge.engine.validation import validate
 from tradeforge.feeds.candles import to_ns
 from tradeforge.feeds.replay import ReplayFeed
 from tradeforge.persistence.database import check_reachable, default_url, make_engine
 from tradeforge.persistence.migrate import ensure_current
-from tradeforge.persistence.repository import Repository
+from tradeforge.persistence.models import OrderStatus
+from tradeforge.persistence.repository import DatabaseUnavailable, Repository
 from tradeforge.resilience.errors import ConfigError, Fatal, InconsistentState, Problem
 from tradeforge.strategies.base import Strategy, TradeRecord
 
 HEARTBEAT_SECONDS = 5.0
+OPERATOR_CANCEL = "operator_cancel"  # event kind: orders canceled by an operator, re-applied on replay
 
 
 @dataclass
@@ -76,21 +80,28 @@ class BotListener:
         self,
         repository: Repository,
         journal: RepositoryJournal,
+        persist: Persist,
         timeframe: str,
         owner: str,
         resume_after_ns: int | None,
         say: Callable[[str], None],
+        operator_cancels: dict[int, list[str]] | None = None,
     ) -> None:
         self.repository = repository
         self.journal = journal
+        self.persist = persist
         self.timeframe = timeframe
         self.owner = owner
         self.resume_after_ns = resume_after_ns
         self.say = say
+        self.operator_cancels = operator_cancels or {}
         self._last_heartbeat = time.monotonic()
 
     def on_bar(self, strategy: Strategy) -> None:
         now = bt.num2date(strategy.datetime[0]).replace(tzinfo=dt.UTC)
+        cancels = self.operator_cancels.get(to_ns(now))
+        if cancels:  # history being re-read: cancel what an operator canceled after this candle
+            strategy.broker.cancel_by_client_id(cancels)
         if self.resume_after_ns is not None and to_ns(now) <= self.resume_after_ns:
             return  # history being re-read: already recorded
         candles = [
@@ -98,11 +109,12 @@ class BotListener:
             for book in strategy.books
             if book.last_index >= 0
         ]
-        self.repository.checkpoint(
-            now, candles, money(strategy.equity[-1]) or Decimal(0), money(strategy.broker.getcash()) or Decimal(0)
+        equity, cash = money(strategy.equity[-1]) or Decimal(0), money(strategy.broker.getcash()) or Decimal(0)
+        self.persist(
+            lambda: self.repository.checkpoint(now, candles, equity, cash), f"recording the {now:%Y-%m-%d %H:%M} candle"
         )
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
-            self.repository.heartbeat(self.owner)
+            self.persist(lambda: self.repository.heartbeat(self.owner), "renewing the run lock")
             self._last_heartbeat = time.monotonic()
 
     def on_trade(self, strategy: Strategy, book: Any, trade: TradeRecord) -> None:
@@ -153,7 +165,8 @@ def run_bot(
     status = "stopped"
     try:
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
-        journal = RepositoryJournal(repository)
+        persist = Persist(repository, should_stop=stop.wait, say=say)
+        journal = RepositoryJournal(repository, persist)
         cursors = repository.cursors()
         has_history = journal.catching_up or bool(cursors)
         if has_history and repository.instance().config_hash != config_hash(config):
@@ -177,14 +190,58 @@ def run_bot(
         configure_broker(cerebro.broker, config)
         for series in candles:
             cerebro.adddata(ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns))
-        listener = BotListener(repository, journal, config.data.timeframe, owner, resume_after_ns, say)
+        listener = BotListener(
+            repository,
+            journal,
+            persist,
+            config.data.timeframe,
+            owner,
+            resume_after_ns,
+            say,
+            operator_cancels(repository),
+        )
         cerebro.addstrategy(resolved.cls, **resolved.params, events=listener)
         strategy: Strategy = cerebro.run()[0]
+        if stop.is_set() and config.cancel_open_orders_on_exit:
+            cancel_open_orders_on_exit(repository, persist, say)
         status = "stopped" if stop.is_set() else "finished"
         result = collect_result(config, candles, resolved, strategy, config.broker.cash)
         return RunOutcome(result, journal.adopted, stop.is_set())
     finally:
-        repository.release_lock(owner, status)
+        try:
+            repository.release_lock(owner, status)
+        except DatabaseUnavailable as exc:
+            say(f"could not mark the bot {status}: {exc}; its run lock goes stale on its own")
+        repository.close()
+
+
+def cancel_open_orders_on_exit(repository: Repository, persist: Persist, say: Callable[[str], None]) -> None:
+    """Cancel every open order, logging the cancel first with the candle it follows: a restarted bot
+    replays its history, and must cancel the same orders at the same point of it."""
+    open_ids = [order.client_order_id for order in repository.open_orders()]
+    if not open_ids:
+        return
+    candle = max(repository.cursors().values())
+    persist(
+        lambda: repository.log_event(
+            OPERATOR_CANCEL,
+            f"cancel {len(open_ids)} open orders on exit, after the {candle:%Y-%m-%d %H:%M} candle",
+            {"candle": candle.isoformat(), "client_order_ids": open_ids},
+        ),
+        "logging the cancel of open orders on exit",
+    )
+    for client_id in open_ids:
+        persist(functools.partial(repository.mark_order, client_id, OrderStatus.CANCELED), f"canceling {client_id}")
+    say(f"canceled {len(open_ids)} open orders on exit: {', '.join(open_ids)}")
+
+
+def operator_cancels(repository: Repository) -> dict[int, list[str]]:
+    """Orders an operator canceled, by the open time (ns) of the candle after which it happened."""
+    cancels: dict[int, list[str]] = {}
+    for event in repository.events(OPERATOR_CANCEL):
+        data = event.data or {}
+        cancels.setdefault(to_ns(dt.datetime.fromisoformat(data["candle"])), []).extend(data["client_order_ids"])
+    return cancels
 
 
 def bot_status(config: BotConfig, config_hint: str) -> dict[str, Any]:

@@ -9,17 +9,19 @@ no unit of work. The queries that hand rows to callers return ORM objects as bef
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import gc
 import hashlib
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Column,
@@ -36,7 +38,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -52,7 +54,7 @@ from tradeforge.persistence.models import (
     Trade,
     TradeStatus,
 )
-from tradeforge.resilience.errors import Fatal, Problem, Rejected
+from tradeforge.resilience.errors import Fatal, Problem, Rejected, Temporary
 
 Clock = Callable[[], dt.datetime]
 MAX_CLIENT_ID = 32
@@ -81,6 +83,20 @@ class OrderIntent:
 class RecordedIntent:
     client_order_id: str
     trade_id: int
+    order_id: int
+
+
+class StoredOrder(NamedTuple):
+    """What a restarted bot matches its replayed requests against, in creation order."""
+
+    id: int
+    client_order_id: str
+    trade_id: int | None
+    symbol: str
+    side: str
+    type: str
+    role: str
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,11 @@ class FillReport:
 
 class LockHeld(Fatal):
     """Another live process runs this bot against this database."""
+
+
+class DatabaseUnavailable(Temporary):
+    """A write that could not reach the database (connection lost, server down, file locked or
+    full). Nothing of it was applied, except possibly a commit whose answer was lost."""
 
 
 class IntegrityProblem(Rejected):
@@ -143,7 +164,9 @@ _ORDER_FOR_STATUS = (
 )
 _TRADE_ORDERS_FILLED = select(_ORDERS.c.filled).where(_ORDERS.c.trade_id == bindparam("trade_id"))
 
-# record_fill: the order, and what deriving its trade needs from the trade row.
+# record_fill: the order, its trade's side, and every fill of the trade so far (one row per fill, in
+# order-then-fill order; one row with NULL fill columns when there is none), in one round trip.
+_SIBLING = _ORDERS.alias("sibling")
 _ORDER_FOR_FILL = (
     select(
         _ORDERS.c.id,
@@ -155,32 +178,28 @@ _ORDER_FOR_FILL = (
         _ORDERS.c.fees,
         _TRADES.c.id,
         _TRADES.c.side,
-    )
-    .select_from(_ORDER_AND_TRADE)
-    .where(*_THIS_ORDER)
-)
-_FILL_EXISTS = select(_FILLS.c.id).where(
-    _FILLS.c.bot_id == bindparam("bot_id"),
-    _FILLS.c.symbol == bindparam("symbol"),
-    _FILLS.c.venue_trade_id == bindparam("venue_trade_id"),
-)
-# Every fill of a trade, in the order the ORM relationships listed them (order, then fill). A query
-# of its own: folded into the one above as outer joins, SQLite would build a throwaway index on
-# fills.order_id for every call, as the schema has none.
-_TRADE_FILLS = (
-    select(
-        _ORDERS.c.side,
-        _ORDERS.c.reason,
-        _ORDERS.c.role,
+        _SIBLING.c.id,
+        _SIBLING.c.side,
+        _SIBLING.c.reason,
+        _SIBLING.c.role,
         _FILLS.c.id,
         _FILLS.c.amount,
         _FILLS.c.price,
         _FILLS.c.fee,
         _FILLS.c.time,
     )
-    .select_from(_ORDERS.join(_FILLS, _FILLS.c.order_id == _ORDERS.c.id))
-    .where(_ORDERS.c.trade_id == bindparam("trade_id"))
-    .order_by(_ORDERS.c.id, _FILLS.c.id)
+    .select_from(
+        _ORDER_AND_TRADE.outerjoin(_SIBLING, _SIBLING.c.trade_id == _TRADES.c.id).outerjoin(
+            _FILLS, _FILLS.c.order_id == _SIBLING.c.id
+        )
+    )
+    .where(*_THIS_ORDER)
+    .order_by(_SIBLING.c.id, _FILLS.c.id)
+)
+_FILL_EXISTS = select(_FILLS.c.id).where(
+    _FILLS.c.bot_id == bindparam("bot_id"),
+    _FILLS.c.symbol == bindparam("symbol"),
+    _FILLS.c.venue_trade_id == bindparam("venue_trade_id"),
 )
 
 _THIS_CURSOR = (  # parameter names unlike the columns': UPDATE … SET takes column-named parameters
@@ -214,6 +233,20 @@ _BOT_ORDERS = select(
     _stored(_ORDERS.c.filled),
     _stored(_ORDERS.c.status),
 ).where(_ORDERS.c.bot_id == bindparam("bot_id"))
+_STORED_ORDERS = (
+    select(
+        _ORDERS.c.id,
+        _ORDERS.c.client_order_id,
+        _ORDERS.c.trade_id,
+        _ORDERS.c.symbol,
+        _ORDERS.c.side,
+        _ORDERS.c.type,
+        _ORDERS.c.role,
+        _stored(_ORDERS.c.amount),
+    )
+    .where(_ORDERS.c.bot_id == bindparam("bot_id"), _ORDERS.c.id > bindparam("after_id"))
+    .order_by(_ORDERS.c.id)
+)
 _BOT_ORDER_FILLS = (
     select(_FILLS.c.order_id, _stored(_FILLS.c.amount))
     .select_from(_FILLS.join(_ORDERS, _ORDERS.c.id == _FILLS.c.order_id))
@@ -277,6 +310,7 @@ class Repository:
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._upserts = _upserts(engine.dialect.name)
+        self._held = threading.local()
 
     @classmethod
     def attach(cls, engine: Engine, name: str, config_hash: str, mode: str, clock: Clock = utc_now) -> Repository:
@@ -296,6 +330,30 @@ class Repository:
                 session.flush()
             bot_id, prefix = bot.id, bot.client_id_prefix
         return cls(engine, bot_id, prefix, clock)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on this thread's own connection, kept between calls: the per-order and
+        per-candle writes skip the pool's checkout, reset and check-in (~15 % of their cost)."""
+        try:
+            connection = getattr(self._held, "connection", None)
+            if connection is None or connection.closed or connection.invalidated:
+                connection = self._held.connection = self.engine.connect()
+            with connection.begin():
+                yield connection
+        except (OperationalError, InterfaceError) as exc:
+            self.close()  # a fresh connection next time
+            where = self.engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise DatabaseUnavailable(f"database {where} is unavailable: {reason}") from exc
+
+    def close(self) -> None:
+        """Give this thread's kept connection back to the pool (a broken one is discarded)."""
+        connection = getattr(self._held, "connection", None)
+        self._held.connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -344,14 +402,14 @@ class Repository:
             connection.execute(_UPDATE_BOT, {"row_id": self.bot_id, "config_hash": config_hash, "mode": mode})
 
     def heartbeat(self, owner: str) -> None:
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             connection.execute(
                 _UPDATE_OWNED_BOT, {"row_id": self.bot_id, "owner": owner, "lock_heartbeat": self.clock()}
             )
 
     def release_lock(self, owner: str, status: str = "stopped") -> None:
         now = self.clock()
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             connection.execute(
                 _UPDATE_OWNED_BOT,
                 {
@@ -377,7 +435,7 @@ class Repository:
         """Mint the client order id (prefix-trade-sequence) and commit the intent, opening its trade
         in the same transaction when `intent.trade_id` is None. Nothing may be sent to a venue
         before this returns."""
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             events = []
             if intent.trade_id is None:
                 opens_long = (intent.side == "buy") == (intent.role == "entry")
@@ -400,7 +458,7 @@ class Repository:
             if len(client_id) > MAX_CLIENT_ID:
                 raise IntegrityProblem(f"client order id {client_id!r} is longer than {MAX_CLIENT_ID} characters")
             now = self.clock()
-            connection.execute(
+            order_result = connection.execute(
                 _INSERT_ORDER,
                 {
                     "bot_id": self.bot_id,
@@ -427,7 +485,7 @@ class Repository:
                 )
             )
             connection.execute(_INSERT_EVENT, events)
-            return RecordedIntent(client_id, trade_id)
+            return RecordedIntent(client_id, trade_id, _inserted_id(order_result))
 
     def mark_order(
         self,
@@ -440,7 +498,7 @@ class Repository:
         """Move an order forward to a new status. Old news (a status the order has already passed,
         as when a restarted bot replays its history) changes nothing; a terminal order never
         becomes a different terminal status."""
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             row = connection.execute(
                 _ORDER_FOR_STATUS, {"bot_id": self.bot_id, "client_order_id": client_order_id}
             ).first()
@@ -478,13 +536,13 @@ class Repository:
     def record_fill(self, client_order_id: str, fill: FillReport) -> bool:
         """Store an execution once (idempotent by venue trade id), update the order and re-derive
         its trade from all of the trade's fills. Returns False for a fill already recorded."""
-        with self.engine.begin() as connection:
-            row = connection.execute(
+        with self._transaction() as connection:
+            rows = connection.execute(
                 _ORDER_FOR_FILL, {"bot_id": self.bot_id, "client_order_id": client_order_id}
-            ).first()
-            if row is None:
+            ).all()
+            if not rows:
                 raise IntegrityProblem(f"order {client_order_id} is not in this bot's database")
-            order_id, symbol, status, amount, filled, average_price, fees, trade_id, trade_side = row
+            order_id, symbol, status, amount, filled, average_price, fees, trade_id, trade_side = rows[0][:9]
             order = (client_order_id, status, amount, filled, average_price, fees)
             try:
                 fill_id = self._insert_fill(connection, order_id, symbol, fill)
@@ -498,17 +556,13 @@ class Repository:
             # An overfill raises here, which rolls the fill's insert back.
             connection.execute(_UPDATE_ORDER, {"row_id": order_id, **_filled_order(*order, fill, self.clock)})
             if trade_id is not None:
-                # The new fill as reported rather than as stored, as the ORM did (PostgreSQL's NUMERIC(36, 18) rounds).
-                fills = [
-                    (side, reason, role, fill.amount, fill.price, fill.fee, fill.time)
-                    if row_id == fill_id
-                    else (side, reason, role, fill_amount, price, fee, time)
-                    for side, reason, role, row_id, fill_amount, price, fee, time in connection.execute(
-                        _TRADE_FILLS, {"trade_id": trade_id}
-                    )
-                ]
-                changes = _derive_trade(trade_side, fills)
-                connection.execute(_UPDATE_TRADE, {"row_id": trade_id, **changes})
+                # The stored fills and the new one (as reported: PostgreSQL's NUMERIC(36, 18) rounds), in
+                # order-then-fill order.
+                stored = [(row[9], row[13], *row[10:13], *row[14:]) for row in rows if row[13] is not None]
+                this_order = next(row for row in rows if row[9] == order_id)
+                added = (order_id, fill_id, *this_order[10:13], fill.amount, fill.price, fill.fee, fill.time)
+                fills = [entry[2:] for entry in sorted([*stored, added], key=lambda entry: (entry[0], entry[1]))]
+                connection.execute(_UPDATE_TRADE, {"row_id": trade_id, **_derive_trade(trade_side, fills)})
             self._event(
                 connection,
                 "fill",
@@ -562,7 +616,7 @@ class Repository:
         cash: Decimal,
     ) -> None:
         """After a candle is decided: where the feed resumes, and the equity, in one commit."""
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             for symbol, timeframe, open_time in candles:
                 self._advance_cursor(connection, symbol, timeframe, open_time)
             snapshot = {"bot_id": self.bot_id, "time": time, "equity": equity, "cash": cash}
@@ -598,7 +652,7 @@ class Repository:
             return
 
     def log_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             self._event(connection, kind, message, data)
 
     # --- queries -----------------------------------------------------------------------------------
@@ -612,6 +666,13 @@ class Repository:
         if statuses is not None:
             query = query.where(Order.status.in_(statuses))
         return self._all(query)
+
+    def stored_orders(self, *, after_id: int = 0) -> list[StoredOrder]:
+        """Every order's identity and request (those with a row id above `after_id`), oldest first:
+        0.2 s for 200,000 orders (ORM: 2.6 s)."""
+        with self._transaction() as connection, _collector_paused():
+            rows = connection.execute(_STORED_ORDERS, {"bot_id": self.bot_id, "after_id": after_id})
+            return [StoredOrder(*row[:7], Decimal(row[7])) for row in rows]
 
     def open_orders(self) -> list[Order]:
         return self.orders(statuses=frozenset(OrderStatus) - TERMINAL_ORDER_STATUSES)

@@ -342,6 +342,11 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 log.info("%s entry order %s: %s", book.symbol, order.ref, order.getstatusname())
             elif role == "exit":
                 book.exit_order = None
+            elif role == "protective" and order.status == order.Canceled and order in book.protective:
+                # Canceled by an operator, not by the strategy (which forgets its orders before it
+                # cancels them): the open trade gets its protective orders again on the next candle.
+                book.protective = []
+                book.unprotected = book.side is not None
         self._emit("on_order", book, order)
 
     def notify_trade(self, trade: bt.Trade) -> None:
