@@ -75,8 +75,13 @@ def test_graceful_stop_cancels_open_orders_and_a_restart_protects_the_trade_agai
     open_trade = by_id[canceled[0]].trade_id
     orders_before = len(by_id)
 
-    finished = run_bot(bot_config(tmp_path, speed="max"), "bot.yaml", say=lambda _: None)
+    resumed: list[str] = []
+    finished = run_bot(bot_config(tmp_path, speed="max"), "bot.yaml", say=resumed.append)
     assert not finished.stopped_early and finished.adopted_orders == orders_before
+    assert any(
+        line.startswith("recovered in ") and f"re-adopted {orders_before} stored orders" in line for line in resumed
+    )
+    assert [e.data["adopted_orders"] for e in repository(tmp_path).events("recovered")] == [orders_before]
 
     again = {o.client_order_id: o for o in repository(tmp_path).orders()}
     replaced = [o for o in again.values() if o.trade_id == open_trade and o.client_order_id not in by_id]

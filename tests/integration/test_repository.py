@@ -343,6 +343,25 @@ def test_open_is_old_news_for_an_order_already_partially_filled(repo: Repository
     assert len(repo.events("order_status")) == events
 
 
+def test_a_send_or_cancel_whose_outcome_was_not_heard_is_unknown_until_the_venue_says(repo: Repository) -> None:
+    sent = repo.record_intent(entry(type="limit", price=Decimal("90"), amount="2")).client_order_id
+    repo.mark_order(sent, OrderStatus.UNKNOWN)  # the placement timed out
+    repo.mark_order(sent, OrderStatus.OPEN)  # found by client order id
+    repo.mark_order(sent, OrderStatus.UNKNOWN)  # a cancel timed out
+    repo.record_fill(sent, fill("1", "1", "90"))
+    repo.mark_order(sent, OrderStatus.CANCEL_PENDING)  # cancelling the rest
+    repo.mark_order(sent, OrderStatus.OPEN)  # a poll from before the cancel: stale
+    repo.mark_order(sent, OrderStatus.CANCELED)
+    assert [(e.data["from"], e.data["to"]) for e in repo.events("order_status")] == [
+        ("pending_submit", "unknown"),
+        ("unknown", "open"),
+        ("open", "unknown"),
+        ("partially_filled", "cancel_pending"),
+        ("cancel_pending", "canceled"),
+    ]
+    assert (order_of(repo, sent).status, order_of(repo, sent).filled) == (OrderStatus.CANCELED, Decimal(1))
+
+
 def test_a_status_reported_on_every_poll_is_recorded_once(repo: Repository, clock: FrozenClock) -> None:
     cid = repo.record_intent(entry(type="limit", price=Decimal(90))).client_order_id
     repo.mark_order(cid, OrderStatus.OPEN, venue_order_id="v-1")

@@ -29,7 +29,7 @@ from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.data import load_candles
-from tradeforge.engine.journal import RepositoryJournal
+from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
 from tradeforge.engine.results import BacktestResult
 from tradeforge.engine.validation import validate
@@ -86,6 +86,7 @@ class BotListener:
         resume_after_ns: int | None,
         say: Callable[[str], None],
         operator_cancels: dict[int, list[str]] | None = None,
+        started: float | None = None,
     ) -> None:
         self.repository = repository
         self.journal = journal
@@ -96,14 +97,22 @@ class BotListener:
         self.say = say
         self.operator_cancels = operator_cancels or {}
         self._last_heartbeat = time.monotonic()
+        self._started = started or self._last_heartbeat  # for the recovery's duration
+        self._recovering = resume_after_ns is not None
+
+    def _rereading(self, strategy: Strategy) -> bool:
+        """Is the strategy on a candle it had already processed before this start?"""
+        return self.resume_after_ns is not None and to_ns(_candle_time(strategy)) <= self.resume_after_ns
 
     def on_bar(self, strategy: Strategy) -> None:
-        now = bt.num2date(strategy.datetime[0]).replace(tzinfo=dt.UTC)
+        now = _candle_time(strategy)
         cancels = self.operator_cancels.get(to_ns(now))
         if cancels:  # history being re-read: cancel what an operator canceled after this candle
             strategy.broker.cancel_by_client_id(cancels)
-        if self.resume_after_ns is not None and to_ns(now) <= self.resume_after_ns:
-            return  # history being re-read: already recorded
+        if self._rereading(strategy):
+            return  # already recorded
+        if self._recovering:
+            self._recovered(now)
         candles = [
             (book.symbol, self.timeframe, bt.num2date(book.data.datetime[0]).replace(tzinfo=dt.UTC))
             for book in strategy.books
@@ -117,8 +126,27 @@ class BotListener:
             self.persist(lambda: self.repository.heartbeat(self.owner), "renewing the run lock")
             self._last_heartbeat = time.monotonic()
 
-    def on_trade(self, strategy: Strategy, book: Any, trade: TradeRecord) -> None:
+    def _recovered(self, now: dt.datetime) -> None:
+        """On the first new candle after a restart: every stored order must have been asked for again."""
+        self._recovering = False
         if self.journal.catching_up:
+            raise Divergence(
+                f"restart replay diverged: {self.journal.to_adopt} stored orders were not asked for again by the "
+                f"{now:%Y-%m-%d %H:%M} candle. The config, the strategy code or the candles changed since they were "
+                "placed; run `tradeforge db check` and start this strategy under a new bot name (`name:`)"
+            )
+        assert self.resume_after_ns is not None
+        after = dt.datetime.fromtimestamp(self.resume_after_ns / 1e9, dt.UTC)
+        message = (
+            f"recovered in {time.monotonic() - self._started:.1f} s: re-read history up to {after:%Y-%m-%d %H:%M}, "
+            f"re-adopted {self.journal.adopted} stored orders; trading from the {now:%Y-%m-%d %H:%M} candle"
+        )
+        data = {"resumed_after": after.isoformat(), "adopted_orders": self.journal.adopted}
+        self.persist(lambda: self.repository.log_event("recovered", message, data), "logging the recovery")
+        self.say(message)
+
+    def on_trade(self, strategy: Strategy, book: Any, trade: TradeRecord) -> None:
+        if self._rereading(strategy):
             return
         self.say(
             f"{trade.exit_time:%Y-%m-%d %H:%M} closed {trade.side} {trade.symbol} {trade.size:.6g} "
@@ -126,10 +154,15 @@ class BotListener:
         )
 
 
+def _candle_time(strategy: Strategy) -> dt.datetime:
+    return bt.num2date(strategy.datetime[0]).replace(tzinfo=dt.UTC)
+
+
 def run_bot(
     config: BotConfig, config_hint: str, *, stop: threading.Event | None = None, say: Callable[[str], None] = print
 ) -> RunOutcome:
     """Run a paper bot until its feed ends or `stop` is set."""
+    started = time.monotonic()
     if config.mode == "live":
         raise ConfigError(
             [
@@ -199,6 +232,7 @@ def run_bot(
             resume_after_ns,
             say,
             operator_cancels(repository),
+            started,
         )
         cerebro.addstrategy(resolved.cls, **resolved.params, events=listener)
         strategy: Strategy = cerebro.run()[0]

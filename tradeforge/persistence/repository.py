@@ -495,9 +495,9 @@ class Repository:
         venue_order_id: str | None = None,
         raw: dict[str, Any] | None = None,
     ) -> None:
-        """Move an order forward to a new status. Old news (a status the order has already passed,
-        as when a restarted bot replays its history) changes nothing; a terminal order never
-        becomes a different terminal status."""
+        """Move an order to a new status (see _LIVE_MOVES). Old news (a status the order has
+        already passed, as when a restarted bot replays its history) changes nothing; a terminal
+        order never becomes a different terminal status."""
         with self._transaction() as connection:
             row = connection.execute(
                 _ORDER_FOR_STATUS, {"bot_id": self.bot_id, "client_order_id": client_order_id}
@@ -509,7 +509,7 @@ class Repository:
                 if previous == status:
                     return
                 raise IntegrityProblem(f"order {client_order_id} is {previous.value}; it cannot become {status.value}")
-            if _RANK[status] <= _RANK[previous]:
+            if status not in _MOVES.get(previous, frozenset()):
                 return
             gave_up = status in TERMINAL_ORDER_STATUSES and status != OrderStatus.FILLED
             if gave_up and role == "entry" and trade_id is not None:
@@ -760,14 +760,19 @@ class Repository:
         return problems
 
 
-_RANK = {
-    OrderStatus.PENDING_SUBMIT: 0,
-    OrderStatus.UNKNOWN: 1,
-    OrderStatus.OPEN: 2,
-    OrderStatus.CANCEL_PENDING: 3,
-    OrderStatus.PARTIALLY_FILLED: 3,
-    **{status: 4 for status in TERMINAL_ORDER_STATUSES},
+_S = OrderStatus
+# The moves mark_order makes; any other report about a live order is old news (a restarted bot
+# replays its history; a venue poll repeats itself) and changes nothing. UNKNOWN is the outcome of a
+# send or a cancel that was not heard, left for what the venue says when asked by client order id; a
+# requested cancel stays pending ("open" is then a stale poll) until the venue reports an end.
+_LIVE_MOVES: dict[OrderStatus, frozenset[OrderStatus]] = {
+    _S.PENDING_SUBMIT: frozenset({_S.UNKNOWN, _S.OPEN, _S.PARTIALLY_FILLED, _S.CANCEL_PENDING}),
+    _S.UNKNOWN: frozenset({_S.OPEN, _S.PARTIALLY_FILLED, _S.CANCEL_PENDING}),
+    _S.OPEN: frozenset({_S.UNKNOWN, _S.PARTIALLY_FILLED, _S.CANCEL_PENDING}),
+    _S.PARTIALLY_FILLED: frozenset({_S.UNKNOWN, _S.CANCEL_PENDING}),
+    _S.CANCEL_PENDING: frozenset({_S.UNKNOWN, _S.PARTIALLY_FILLED}),
 }
+_MOVES = {status: moves | TERMINAL_ORDER_STATUSES for status, moves in _LIVE_MOVES.items()}
 
 
 def _filled_order(
