@@ -4,6 +4,7 @@ takes before it can trade, and what persistence costs a replayed paper bot.
     .venv/bin/python benchmarks/repository.py                     # all three
     .venv/bin/python benchmarks/repository.py orders --orders 2000
     .venv/bin/python benchmarks/repository.py recovery --closed 10000
+    .venv/bin/python benchmarks/repository.py restart --candles 20000
     .venv/bin/python benchmarks/repository.py paper
 
 1. orders: N orders as N/2 paper round trips (entry intent, accepted, fill; exit intent, accepted,
@@ -17,6 +18,9 @@ takes before it can trade, and what persistence costs a replayed paper bot.
    a process that only starts Python and imports tradeforge's runtime. Not included: re-reading the
    candles themselves, which a restarted paper bot replays from its first one (section 3 gives the
    replay's candles/s).
+2b. restart: a real paper bot (sma_cross on synthetic one-minute candles) is stopped after --candles
+   candles and started again; the seconds from spawning it to its first new candle, which include
+   re-reading its whole history (recovery is a replay, see tradeforge/engine/journal.py).
 3. paper: `run_bot` on the bundled BTC/USDT 1h candles replayed at full speed with the sma_cross
    preset, persisting to a SQLite file on disk, vs in-memory SQLite (the same run_bot, its engine
    factory swapped for one shared in-memory connection, StaticPool), vs a file on tmpfs (/dev/shm).
@@ -365,6 +369,66 @@ def build_history_for(folder: str, db_url: str, closed: int, open_: int) -> dict
     return build_history(db_url, bot_config(folder, db_url), closed, open_)
 
 
+# --- 2b. a real restart: time to the first new candle ------------------------------------------------
+
+REAL_BOT = """\
+name: restart-bench
+data_dir: {root}/user_data
+data: {{source: replay, path: {candles}, symbols: [BTC/USDT], timeframe: 1m, speed: max}}
+strategy: {{preset: sma_cross}}
+"""
+
+
+def bench_real_restart(candles: int) -> None:
+    """A paper bot replays `candles` one-minute candles, is stopped (SIGINT) near the end and started
+    again: seconds from spawning the second process to its first new candle (its "recovered" line)."""
+    import signal
+
+    from tradeforge.feeds.synthetic import csv_text, generate
+    from tradeforge.persistence.database import make_engine
+    from tradeforge.persistence.migrate import upgrade
+    from tradeforge.persistence.repository import Repository
+
+    print(f"\n2b. restart of a paper bot (sma_cross, 1m candles) stopped after ~{candles:,} candles")
+    tradeforge = str(Path(sys.executable).with_name("tradeforge"))
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        series = generate("BTC/USDT", "1m", START, candles + 1_000, seed=11, start_price=30_000.0)
+        (root / "candles.csv").write_text(csv_text(series), encoding="utf-8")
+        config = root / "bot.yaml"
+        config.write_text(REAL_BOT.format(root=root, candles=root / "candles.csv"), encoding="utf-8")
+        db_url = f"sqlite:///{root}/user_data/tradeforge.sqlite"
+        upgrade(make_engine(db_url))
+        repository = Repository.attach(make_engine(db_url), "restart-bench", "", "paper")
+
+        first = subprocess.Popen([tradeforge, "run", "--config", str(config)], stdout=subprocess.DEVNULL)
+        stop_at = START + dt.timedelta(minutes=candles)
+        started = time.perf_counter()
+        while first.poll() is None and max(repository.cursors().values(), default=START) < stop_at:
+            time.sleep(0.2)
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+        first_seconds = time.perf_counter() - started
+        done = max(repository.cursors().values())
+        orders = len(repository.stored_orders())
+        spawned = time.perf_counter()
+        second = subprocess.Popen([tradeforge, "run", "--config", str(config)], stdout=subprocess.PIPE, text=True)
+        assert second.stdout is not None
+        recovered_line = next(line for line in second.stdout if line.startswith("recovered in"))
+        recovered = time.perf_counter() - spawned
+        second.send_signal(signal.SIGINT)
+        second.communicate(timeout=120)
+    reread = (done - START) / dt.timedelta(minutes=1) + 1
+    spawned, out = timed_process(["-c", PLAIN])
+    plain = float(out) - spawned
+    print(f"  first run: {reread:,.0f} candles, {orders:,} orders in {first_seconds:.1f} s")
+    print(
+        f"  restart: {recovered:.2f} s from spawning to the first new candle (plain start-up {plain:.2f} s); "
+        f"history re-read at {reread / (recovered - plain):,.0f} candles/s"
+    )
+    print(f"  its report: {recovered_line.strip()}")
+
+
 # --- 3. persistence overhead of a replayed paper bot ------------------------------------------------
 
 
@@ -447,21 +511,26 @@ def timed_process(arguments: list[str]) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("sections", nargs="*", metavar="orders|recovery|paper", help="what to measure (default: all)")
+    parser.add_argument(
+        "sections", nargs="*", metavar="orders|recovery|restart|paper", help="what to measure (default: all)"
+    )
     parser.add_argument("--orders", type=int, default=10_000, help="orders to record (default 10000)")
     parser.add_argument("--closed", type=int, default=100_000, help="closed trades in the restarted bot")
     parser.add_argument("--open", type=int, default=100, dest="open_", help="open trades in the restarted bot")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement in sections 2 and 3")
+    parser.add_argument("--candles", type=int, default=100_000, help="history of the restarted bot in section 2b")
     options = parser.parse_args()
-    sections = options.sections or ["orders", "recovery", "paper"]
-    unknown = set(sections) - {"orders", "recovery", "paper"}
+    sections = options.sections or ["orders", "recovery", "restart", "paper"]
+    unknown = set(sections) - {"orders", "recovery", "restart", "paper"}
     if unknown:
-        parser.error(f"unknown section {', '.join(sorted(unknown))}: choose from orders, recovery, paper")
+        parser.error(f"unknown section {', '.join(sorted(unknown))}: choose from orders, recovery, restart, paper")
     print(f"tradeforge repository benchmark (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     if "orders" in sections:
         bench_orders(options.orders)
     if "recovery" in sections:
         bench_recovery(options.closed, options.open_, options.repeats)
+    if "restart" in sections:
+        bench_real_restart(options.candles)
     if "paper" in sections:
         bench_paper(options.repeats)
 

@@ -18,7 +18,7 @@ from collections import deque
 from decimal import Decimal
 
 from tradeforge.engine.outage import Persist
-from tradeforge.persistence.models import OrderStatus
+from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import FillReport, OrderIntent, RecordedIntent, Repository, StoredOrder
 from tradeforge.resilience.errors import Fatal
 
@@ -36,6 +36,7 @@ class RepositoryJournal:
         self._to_adopt = deque(repository.stored_orders())
         self._last_order_id = self._to_adopt[-1].id if self._to_adopt else 0
         self.adopted = 0
+        self._settled: dict[str, OrderStatus] = {}  # adopted orders already terminal in the database
         self._open_trade: dict[str, int] = {}
         self._intents_written = 0
         crash_after = os.environ.get(CRASH_AFTER_INTENT_ENV, "")
@@ -115,11 +116,18 @@ class RepositoryJournal:
         if role == "entry" and stored.trade_id is not None:
             self._open_trade[symbol] = stored.trade_id
         self._last_order_id = stored.id
+        if stored.status in TERMINAL_ORDER_STATUSES:
+            self._settled[stored.client_order_id] = stored.status
         self.adopted += 1
         return stored.client_order_id
 
     # Status changes and fills are idempotent in the repository: retrying one after an outage is safe.
+    # What a re-read history reports about an order that ended as the database says it did is
+    # already stored, and skipped without a round trip (anything else still goes to the repository,
+    # which rejects a contradiction).
     def accepted(self, client_order_id: str) -> None:
+        if client_order_id in self._settled:
+            return
         self.persist(
             lambda: self.repository.mark_order(client_order_id, OrderStatus.OPEN), f"accepting {client_order_id}"
         )
@@ -127,10 +135,14 @@ class RepositoryJournal:
     def filled(
         self, client_order_id: str, fill_id: str, amount: Decimal, price: Decimal, fee: Decimal, time: dt.datetime
     ) -> None:
+        if self._settled.get(client_order_id) == OrderStatus.FILLED:
+            return
         fill = FillReport(fill_id, amount, price, time, fee=fee)
         self.persist(lambda: self.repository.record_fill(client_order_id, fill), f"recording fill {fill_id}")
 
     def closed(self, client_order_id: str, status: str) -> None:
+        if self._settled.get(client_order_id) == status:
+            return
         self.persist(
             lambda: self.repository.mark_order(client_order_id, OrderStatus(status)), f"closing {client_order_id}"
         )

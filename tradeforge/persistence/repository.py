@@ -97,6 +97,7 @@ class StoredOrder(NamedTuple):
     type: str
     role: str
     amount: Decimal
+    status: OrderStatus
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ _STORED_ORDERS = (
         _ORDERS.c.type,
         _ORDERS.c.role,
         _stored(_ORDERS.c.amount),
+        _ORDERS.c.status,
     )
     .where(_ORDERS.c.bot_id == bindparam("bot_id"), _ORDERS.c.id > bindparam("after_id"))
     .order_by(_ORDERS.c.id)
@@ -672,7 +674,7 @@ class Repository:
         0.2 s for 200,000 orders (ORM: 2.6 s)."""
         with self._transaction() as connection, _collector_paused():
             rows = connection.execute(_STORED_ORDERS, {"bot_id": self.bot_id, "after_id": after_id})
-            return [StoredOrder(*row[:7], Decimal(row[7])) for row in rows]
+            return [StoredOrder(*row[:7], Decimal(row[7]), row[8]) for row in rows]
 
     def open_orders(self) -> list[Order]:
         return self.orders(statuses=frozenset(OrderStatus) - TERMINAL_ORDER_STATUSES)
