@@ -86,7 +86,8 @@ def parse_times(raw: Sequence[Any], where: str | Callable[[int], str], what: str
         raise DataError(
             f"{label(i)}: {what} {raw[i]!r} is not an ISO-8601 time (e.g. 2024-01-31T00:00:00Z) or epoch milliseconds"
         )
-    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").to_numpy().astype("datetime64[ns]").view(np.int64)
+    naive = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return naive.to_numpy().astype("datetime64[ns]").view(np.int64)
 
 
 def _check_increasing(times: np.ndarray, where: str) -> None:

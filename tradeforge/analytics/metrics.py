@@ -359,10 +359,15 @@ def max_drawdown_duration(values: np.ndarray, timestamps: np.ndarray) -> float |
         return None
     peak = np.maximum.accumulate(v)
     at_peak = v >= peak
-    # Time of the latest peak at or before each bar; a bar's time under water is its distance from it.
+    # Time of the latest peak at or before each bar.
     peak_time = np.maximum.accumulate(np.where(at_peak, ts, np.iinfo(np.int64).min))
-    longest = int(np.max(ts - peak_time))
-    return longest / NS_PER_DAY
+    if at_peak.all():
+        return 0.0
+    before = np.concatenate(([peak_time[0]], peak_time[:-1]))  # the peak in force on the bar before
+    under = ~at_peak
+    recovered = at_peak & np.concatenate(([False], under[:-1]))  # back at a peak after being under water
+    spells = np.concatenate(((ts - peak_time)[under], (ts - before)[recovered]))
+    return int(spells.max()) / NS_PER_DAY
 
 
 def ulcer_index(values: np.ndarray) -> float | None:
