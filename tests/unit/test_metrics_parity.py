@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from tradeforge.analytics import metrics as m
-from tradeforge.analytics.loaders import parse_times
 
 empyrical = pytest.importorskip("empyrical")
 qs_stats = pytest.importorskip("quantstats.stats")
