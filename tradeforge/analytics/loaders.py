@@ -19,7 +19,15 @@ import pandas as pd
 
 from tradeforge.resilience.errors import DataError
 
-__all__ = ["Performance", "from_records", "load_equity_csv", "load_result", "load_trades", "parse_times"]
+__all__ = [
+    "Performance",
+    "from_records",
+    "from_result_document",
+    "load_equity_csv",
+    "load_result",
+    "load_trades",
+    "parse_times",
+]
 
 
 @dataclass
@@ -116,7 +124,11 @@ def _read_json(path: Path) -> Any:
 
 def load_result(path: Path) -> Performance:
     """A `tradeforge backtest --json` result file (README: "Result file")."""
-    doc = _read_json(path)
+    return from_result_document(_read_json(path), path)
+
+
+def from_result_document(doc: Any, path: Path) -> Performance:
+    """A result document already in memory (``BacktestResult.to_json()``), validated like a file."""
     if not isinstance(doc, dict):
         raise DataError(f"{path}: a result file is a JSON object, got {type(doc).__name__}")
     missing = [key for key in ("equity", "trades", "start_value") if key not in doc]
