@@ -255,6 +255,7 @@ def test_report_writes_each_format(results: dict[str, Path], work: Path, fmt: st
         cwd=work,
     )
     assert code == 0, err
+    assert f"{fmt} report written to report.{fmt}" in flat(out)
     assert (work / f"report.{fmt}").stat().st_size > 0
 
 

@@ -70,8 +70,12 @@ def monthly_figure(data: ReportData) -> go.Figure:
 def pnl_figure(data: ReportData) -> go.Figure:
     pnl = data.trade_pnl
     fig = go.Figure()
-    fig.add_trace(go.Histogram(x=pnl[pnl > 0], name="wins", marker_color="#2ca02c", opacity=0.8))
-    fig.add_trace(go.Histogram(x=pnl[pnl <= 0], name="losses", marker_color="#d62728", opacity=0.8))
+    bins = None
+    if pnl.size:
+        edges = np.histogram_bin_edges(pnl, bins=min(50, max(5, pnl.size // 3)))
+        bins = {"start": float(edges[0]), "end": float(edges[-1]), "size": float(edges[1] - edges[0]) or 1.0}
+    for name, part, colour in (("wins", pnl[pnl > 0], "#2ca02c"), ("losses", pnl[pnl <= 0], "#d62728")):
+        fig.add_trace(go.Histogram(x=part, name=name, marker_color=colour, opacity=0.8, xbins=bins))
     fig.update_layout(barmode="overlay", height=320, margin={"t": 30, "b": 30}, xaxis_title="trade pnl")
     return fig
 
