@@ -287,3 +287,38 @@ def test_backtest_report_writes_the_report_directly(work: Path, results: dict[st
 def test_backtest_report_with_an_unknown_extension_fails_before_running(work: Path, results: dict[str, Path]):
     code, out, err = tf("backtest", "--config", "bot.yaml", "--report", "out.txt", cwd=work)
     assert code == 2 and "--report" in err and "total return" not in out
+
+
+# --------------------------------------------------------------------------- a bot's database
+
+PAPER_BOT = """\
+name: paper-bot
+mode: paper
+data_dir: {root}/user_data
+data: {{source: replay, symbols: [BTC/USDT], timeframe: 1h, speed: max, end: 2023-03-01}}
+strategy:
+  entry: {{name: sma_cross, fast: 5, slow: 20}}
+  exits: {{stop_loss: {{pct: 0.02}}}}
+  sizing: {{name: percent_equity, pct: 90}}
+"""
+
+
+def test_analyze_config_reads_the_bots_trades_and_equity_from_its_database(tmp_path: Path):
+    config = tmp_path / "bot.yaml"
+    config.write_text(PAPER_BOT.format(root=tmp_path))
+    assert tf("db", "upgrade", "--config", config, cwd=tmp_path)[0] == 0
+    code, _, err = tf("run", "--config", config, cwd=tmp_path)
+    assert code == 0, err
+    code, out, err = tf("analyze", "--config", config, "--json", "bot.json", cwd=tmp_path)
+    assert code == 0, err
+    assert "paper-bot" in out
+    code, _, err = tf("backtest", "--config", config, "--json", "backtest.json", cwd=tmp_path)
+    assert code == 0, err
+    analysed, backtest = load(tmp_path / "bot.json"), load(tmp_path / "backtest.json")
+    # Paper fills on replayed candles are the backtest's fills, so the records agree.
+    assert analysed["metrics"]["n_trades"] == backtest["metrics"]["n_trades"] > 0
+    assert analysed["metrics"]["win_rate"] == pytest.approx(backtest["metrics"]["win_rate"])
+    assert analysed["metrics"]["profit_factor"] == pytest.approx(backtest["metrics"]["profit_factor"])
+    assert analysed["final_value"] == pytest.approx(backtest["final_value"])
+    assert analysed["n_bars"] == len(backtest["equity"])
+    assert analysed["metrics"]["max_drawdown"] == pytest.approx(backtest["metrics"]["max_drawdown"])

@@ -144,9 +144,11 @@ def _jobson_korkie_memmel(r1: np.ndarray, r2: np.ndarray) -> float | None:
         + 0.5 * mu2**2 * v1
         - mu1 * mu2 / (2 * s1 * s2) * (c12**2 + v1 * v2)
     ) / t
-    if theta <= 0:
-        return None
-    return (s2 * mu1 - s1 * mu2) / math.sqrt(theta)
+    numerator = s2 * mu1 - s1 * mu2
+    if theta <= 1e-30:
+        # Perfectly correlated records: the same Sharpe is no difference at all; another is undefined.
+        return 0.0 if abs(numerator) <= 1e-15 else None
+    return numerator / math.sqrt(theta)
 
 
 def _independent(a: Analysis, b: Analysis) -> float | None:

@@ -277,10 +277,12 @@ def _trades(raw: Any, path: Path, key: str, *, closed: bool = True) -> list[dict
         where = f"{path}: {key}[{i}]"
         if not isinstance(trade, dict):
             raise DataError(f"{where}: a trade is an object with at least 'pnl', got {trade!r}")
-        if "pnl" not in trade or trade["pnl"] is None:
-            raise DataError(f"{where}: missing 'pnl' (net profit of the trade)")
         clean = dict(trade)
-        clean["pnl"] = _number(trade["pnl"], f"{where}.pnl")
+        if trade.get("pnl") is not None:
+            clean["pnl"] = _number(trade["pnl"], f"{where}.pnl")
+        elif closed:
+            raise DataError(f"{where}: missing 'pnl' (net profit of the trade)")
+        # An open trade may have no pnl yet (a bot's database marks nothing to market).
         for optional in ("pnl_pct", "entry_price", "exit_price", "size", "fees"):
             if trade.get(optional) is not None:
                 clean[optional] = _number(trade[optional], f"{where}.{optional}")
