@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import resource
 import statistics
 import time
 import tracemalloc
@@ -85,7 +86,9 @@ def main() -> None:
         f"vectorised: {args.sims:,} sims x {args.trades:,} trades ({args.method}) in {seconds:.3f} s, "
         f"peak traced memory {peak_mb:.0f} MB; median final {final:,.2f}, median max drawdown {dd:.4f}"
     )
-    verdict = "meets" if seconds <= 0.5 and peak_mb <= 500 else "MISSES"
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"process peak RSS so far (interpreter, numpy and the run): {rss_mb:.0f} MB")
+    verdict = "meets" if seconds <= 0.5 and rss_mb <= 500 else "MISSES"
     print(f"target <= 0.5 s and <= 500 MB: {verdict}")
 
     base_sims = args.baseline_sims or args.sims
