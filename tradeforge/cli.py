@@ -192,7 +192,7 @@ def backtest(
         result.write_json(json_out)
         out.print(f"result written to {json_out}")
     if report is not None:
-        backtest_report(result.to_json(), report, Path(data) if data else None)
+        backtest_report(result.to_json(), report, data)
 
 
 @app.command()

@@ -21,18 +21,6 @@ if TYPE_CHECKING:
 
 out = Console()
 
-PERCENT_METRICS = frozenset(
-    {
-        "total_return",
-        "cagr",
-        "annual_volatility",
-        "max_drawdown",
-        "ulcer_index",
-        "win_rate",
-        "exposure",
-        "kelly_fraction",
-    }
-)
 REPORT_FORMATS = ("html", "pdf", "xlsx", "json")
 
 PeriodsOption = Annotated[
@@ -110,17 +98,9 @@ def _bot_performance(configs: list[Path]) -> Performance:
 
 
 def _format(key: str, value: float | int | None) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if key in PERCENT_METRICS or key.startswith(("var_", "cvar_")):
-        return f"{value * 100:,.2f} %"
-    if key == "max_drawdown_duration":
-        return f"{value:,.1f} days"
-    if key in ("probabilistic_sharpe_ratio", "deflated_sharpe_ratio"):
-        return f"{value:.3f}"
-    return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.2f}"
+    from tradeforge.analytics.reports.data import format_metric
+
+    return format_metric(key, value)
 
 
 def _print_analysis(analysis: Analysis) -> None:
@@ -339,11 +319,16 @@ def report_format_for(path: Path) -> str:
     return suffix
 
 
-def backtest_report(result_document: dict[str, Any], output: Path, prices: Path | None = None) -> None:
-    """The report `tradeforge backtest --report FILE` writes (Monte Carlo: 10,000 reshuffles, seed 0)."""
+def backtest_report(result_document: dict[str, Any], output: Path, data: str | None = None) -> None:
+    """The report `tradeforge backtest --report FILE` writes (Monte Carlo: 10,000 reshuffles, seed 0).
+
+    The candles of `--data` are drawn under the trades when it is one CSV file (not a pattern)."""
     from tradeforge.analytics.analysis import MonteCarloSpec
     from tradeforge.analytics.loaders import from_result_document
 
+    prices = None
+    if data and "{" not in data and data.lower().endswith((".csv", ".csv.gz")):
+        prices = Path(data)
     fmt = report_format_for(output)
     perf = from_result_document(result_document, output)
     build_report(perf, output, fmt, MonteCarloSpec(10_000, "trades", 0), prices)

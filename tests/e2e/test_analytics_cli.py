@@ -266,7 +266,9 @@ def test_report_refuses_an_unknown_format_or_no_output(results: dict[str, Path],
     assert code == 2 and "--output" in err
 
 
-def test_backtest_report_writes_the_report_directly(work: Path, results: dict[str, Path]):
+def test_backtest_report_writes_the_report_directly_with_the_candles_under_the_trades(
+    work: Path, results: dict[str, Path]
+):
     code, out, err = tf(
         "backtest",
         "--config",
@@ -274,14 +276,14 @@ def test_backtest_report_writes_the_report_directly(work: Path, results: dict[st
         "--data",
         SHARED_DATA / "binance_BTC-USDT_1h.csv",
         "--report",
-        "bt.xlsx",
+        "bt.html",
         cwd=work,
     )
     assert code == 0, err
-    assert "xlsx report written to bt.xlsx" in flat(out)
-    from openpyxl import load_workbook
-
-    assert load_workbook(work / "bt.xlsx").sheetnames == ["Summary", "Trades", "Equity", "Monthly", "MonteCarlo"]
+    assert "html report written to bt.html" in flat(out)
+    text = (work / "bt.html").read_text(encoding="utf-8")
+    assert '"name":"close"' in text  # the --data candles drawn under the trades
+    assert "10,000 simulations, method trades, seed 0" in text
 
 
 def test_backtest_report_with_an_unknown_extension_fails_before_running(work: Path, results: dict[str, Path]):
