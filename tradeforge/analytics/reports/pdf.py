@@ -6,6 +6,7 @@ Fonts are embedded as TrueType (``pdf.fonttype: 42``) so the text can be searche
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -27,10 +28,10 @@ def _page(title: str) -> Figure:
 
 def _metrics_page(data: ReportData) -> Figure:
     fig = _page(data.title)
-    fig.text(0.06, 0.945, data.subtitle, fontsize=8, color="#555")
+    fig.text(0.06, 0.94, "\n".join(textwrap.wrap(data.subtitle, 110)), fontsize=8, color="#555", va="top")
     half = (len(data.metrics) + 1) // 2
     for col, rows in enumerate((data.metrics[:half], data.metrics[half:])):
-        ax = fig.add_axes((0.04 + col * 0.48, 0.05, 0.44, 0.86))
+        ax = fig.add_axes((0.04 + col * 0.48, 0.05, 0.44, 0.84))
         ax.axis("off")
         table = ax.table(cellText=[[lbl, val] for _, lbl, val in rows], colWidths=[0.62, 0.38], loc="upper left")
         table.auto_set_font_size(False)
@@ -86,10 +87,14 @@ def _trades_page(data: ReportData) -> Figure:
         ax.plot(data.prices.times.tz_convert("UTC").tz_localize(None).to_numpy(), data.prices.close, lw=0.6)
     for side, points in trade_points(data).items():
         marker, colour = ("^", "#2ca02c") if side == "long" else ("v", "#d62728")
-        ax.scatter([t.tz_localize(None) for t in points["entry_t"]], points["entry_p"], marker=marker, c=colour, s=12)
+        ax.scatter(
+            [t.tz_localize(None) for t in points["entry_t"]], points["entry_p"], marker=marker, c=colour, s=12, zorder=3
+        )
         exits = [(t, p) for t, p in zip(points["exit_t"], points["exit_p"], strict=True) if t is not None]
         if exits:
-            ax.scatter([t.tz_localize(None) for t, _ in exits], [p for _, p in exits], marker="x", c="#444", s=10)
+            ax.scatter(
+                [t.tz_localize(None) for t, _ in exits], [p for _, p in exits], marker="x", c="#444", s=10, zorder=3
+            )
     ax.grid(alpha=0.3)
     fan = fig.add_axes((0.1, 0.2, 0.85, 0.28))
     mc = data.mc
