@@ -58,18 +58,12 @@ class Performance:
 
     def trade_times_ns(self) -> tuple[list[int], list[int | None]]:
         """Entry and exit times (ns) of closed then open trades, for the exposure mask."""
-        entries: list[int] = []
-        exits: list[int | None] = []
-        for trade in [*self.trades, *self.open_trades]:
-            if trade.get("entry_time") is None:
-                continue
-            entries.append(_ns(trade["entry_time"]))
-            exits.append(None if trade.get("exit_time") is None else _ns(trade["exit_time"]))
+        timed = [t for t in [*self.trades, *self.open_trades] if t.get("entry_time") is not None]
+        entries = parse_times([t["entry_time"] for t in timed], f"{self.source}: trade {{}} entry_time").tolist()
+        closed = [t["exit_time"] for t in timed if t.get("exit_time") is not None]
+        parsed = iter(parse_times(closed, f"{self.source}: trade {{}} exit_time").tolist())
+        exits = [None if t.get("exit_time") is None else next(parsed) for t in timed]
         return entries, exits
-
-
-def _ns(moment: Any) -> int:
-    return int(parse_times([moment], "{}")[0])
 
 
 def parse_times(raw: Sequence[Any], where: str | Callable[[int], str], what: str = "timestamp") -> np.ndarray:
@@ -214,7 +208,9 @@ def load_trades(path: Path) -> Performance:
         raise DataError(f"{path}: expected a list of trades, got {type(doc).__name__}")
     closed = [t for t in doc if not (isinstance(t, dict) and t.get("exit_reason") == "open")]
     trades = _trades(closed, path, "trades")
-    trades.sort(key=lambda t: t.get("exit_time") or "")
+    if trades and all(t.get("exit_time") is not None for t in trades):  # streaks follow the order trades closed
+        order = np.argsort(parse_times([t["exit_time"] for t in trades], f"{path}: trades[{{}}]"), kind="stable")
+        trades = [trades[int(i)] for i in order]
     return Performance(name=path.stem, source=str(path), timestamps=None, values=None, trades=trades)
 
 
@@ -303,14 +299,14 @@ def _check_trades_within(trades: list[dict[str, Any]], times: np.ndarray, where:
         return
     slack = int(np.median(np.diff(times)))
     first, last = int(times[0]) - slack, int(times[-1]) + slack
-    for i, trade in enumerate(trades):
-        for key in ("entry_time", "exit_time"):
-            if trade.get(key) is None:
-                continue
-            moment = int(parse_times([trade[key]], f"{where}[{i}]", key)[0])
-            if not first <= moment <= last:
-                raise DataError(
-                    f"{where}[{i}]: {key} {trade[key]} lies outside the equity curve "
-                    f"({pd.Timestamp(int(times[0]), tz='UTC')} to {pd.Timestamp(int(times[-1]), tz='UTC')}); "
-                    "the trades and the equity do not match"
-                )
+    for key in ("entry_time", "exit_time"):
+        which = [i for i, t in enumerate(trades) if t.get(key) is not None]
+        moments = parse_times([trades[i][key] for i in which], lambda k, w=which: f"{where}[{w[k]}]", key)  # type: ignore[misc]
+        outside = np.flatnonzero((moments < first) | (moments > last))
+        if outside.size:
+            i = which[int(outside[0])]
+            raise DataError(
+                f"{where}[{i}]: {key} {trades[i][key]} lies outside the equity curve "
+                f"({pd.Timestamp(int(times[0]), tz='UTC')} to {pd.Timestamp(int(times[-1]), tz='UTC')}); "
+                "the trades and the equity do not match"
+            )
