@@ -120,3 +120,21 @@ def test_json_report_follows_the_documented_schema(reports: dict[str, Path], ana
     assert set(mc) >= {"final_equity", "cagr", "max_drawdown", "probability_of_ruin", "probability_of_profit"}
     assert list(mc["final_equity"]) == ["p5", "p25", "p50", "p75", "p95"]
     assert all({"year", "month", "return"} == set(row) for row in doc["monthly_returns"])
+
+
+@pytest.mark.parametrize("points", [1, 3])
+def test_a_record_without_trades_still_gives_every_format(tmp_path: Path, points: int):
+    """A strategy that never traded (flat equity): charts are empty, Monte Carlo is left out, nothing crashes."""
+    document = {
+        "start_value": 1000.0,
+        "trades": [],
+        "equity": [[f"2024-01-0{i + 1}T00:00:00+00:00", 1000.0] for i in range(points)],
+    }
+    analysis = analyze(from_result_document(document, tmp_path / "flat.json"))
+    assert analysis.metrics["n_trades"] == 0 and analysis.metrics["sharpe"] is None
+    for fmt in ("html", "pdf", "xlsx", "json"):
+        write_report(analysis, tmp_path / f"flat.{fmt}", fmt)
+        assert (tmp_path / f"flat.{fmt}").stat().st_size > 0
+    assert len(pypdf.PdfReader(tmp_path / "flat.pdf").pages) == 4
+    assert "No Monte Carlo simulation" in (tmp_path / "flat.html").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "flat.json").read_text())["monte_carlo"] is None

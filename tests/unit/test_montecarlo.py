@@ -124,3 +124,18 @@ def test_ten_thousand_simulations_of_a_thousand_trades_stay_under_500_mb():
     finally:
         tracemalloc.stop()
     assert peak < 500 * 2**20
+
+
+def test_monte_carlo_of_a_record_says_what_each_method_needs(tmp_path: Path):
+    from tradeforge.analytics.analysis import MonteCarloSpec, run_monte_carlo
+    from tradeforge.analytics.loaders import Performance
+    from tradeforge.resilience.errors import DataError
+
+    no_trades = Performance("x", "x.json", np.array([0, 1], dtype=np.int64), np.array([1.0, 2.0]))
+    with pytest.raises(DataError, match=r"x\.json: Monte Carlo --method trades needs closed trades"):
+        run_monte_carlo(no_trades, MonteCarloSpec(10, "trades"))
+    with pytest.raises(DataError, match="--method block needs an equity curve of at least 3 points"):
+        run_monte_carlo(no_trades, MonteCarloSpec(10, "block"))
+    ruined = Performance("y", "y.json", None, None, trades=[{"pnl": -20_000.0}, {"pnl": 5.0}])
+    with pytest.raises(DataError, match="already ruined"):
+        run_monte_carlo(ruined, MonteCarloSpec(10, "bootstrap"))

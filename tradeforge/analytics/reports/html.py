@@ -48,7 +48,7 @@ def equity_figure(data: ReportData) -> go.Figure:
 
 def monthly_figure(data: ReportData) -> go.Figure:
     z = data.monthly * 100
-    text = np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:.1f}")(np.nan_to_num(z)))
+    text = [["" if np.isnan(v) else f"{v:.1f}" for v in row] for row in z]
     fig = go.Figure(
         go.Heatmap(
             z=z,
