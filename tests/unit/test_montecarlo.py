@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradeforge.analytics import metrics as m
 from tradeforge.analytics import montecarlo as mc
@@ -139,3 +141,15 @@ def test_monte_carlo_of_a_record_says_what_each_method_needs(tmp_path: Path):
     ruined = Performance("y", "y.json", None, None, trades=[{"pnl": -20_000.0}, {"pnl": 5.0}])
     with pytest.raises(DataError, match="already ruined"):
         run_monte_carlo(ruined, MonteCarloSpec(10, "bootstrap"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pnls=st.lists(st.floats(min_value=-50, max_value=50), min_size=1, max_size=40), seed=st.integers(0, 2**32))
+def test_any_reshuffle_keeps_the_final_equity_and_bounds_the_drawdown(pnls: list[float], seed: int):
+    pnl = np.array(pnls)
+    result = mc.simulate(
+        mc.trade_returns(pnl, 1_000.0), method="trades", simulations=50, start_value=1_000.0, seed=seed
+    )
+    assert np.median(result.final_equity) == pytest.approx(1_000.0 + pnl.sum(), rel=1e-9)
+    assert np.all((result.max_drawdown <= 0) & (result.max_drawdown >= -1))
+    assert np.all(result.fan[0] <= result.fan[-1])  # p5 under p95 at every step
