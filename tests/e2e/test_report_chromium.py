@@ -24,7 +24,9 @@ from tradeforge.engine.backtest import BacktestOverrides, run_backtest
 ON_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser, checked before the (slower) report is built."""
     path = os.environ.get("TRADEFORGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         reason = "Chromium not installed (Debian: apt-get install chromium)"
@@ -62,8 +64,8 @@ def report(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     return path
 
 
-def test_html_report_renders_every_chart_offline_without_console_errors(report: Path) -> None:
-    executable = _chromium()
+def test_html_report_renders_every_chart_offline_without_console_errors(chromium: str, report: Path) -> None:
+    executable = chromium
     sync_playwright = _playwright()
     problems: list[str] = []
     requests: list[str] = []
