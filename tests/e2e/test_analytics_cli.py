@@ -136,10 +136,12 @@ def test_analyze_trades_gives_trade_metrics_and_null_curve_metrics(results: dict
     assert doc["monte_carlo"]["start_value"] == 10_000.0
 
 
-def test_analyze_periods_per_year_and_risk_free_are_honoured(results: dict[str, Path], work: Path):
+def test_analyze_periods_per_year_risk_free_and_trials_are_honoured(results: dict[str, Path], work: Path):
     base = ("analyze", "--result", results["orcl"])
-    assert tf(*base, "--periods-per-year", "365", "--risk-free", "0.02", "--json", "rf.json", cwd=work)[0] == 0
+    args = ("--periods-per-year", "365", "--risk-free", "0.02", "--trials", "20", "--json", "rf.json")
+    assert tf(*base, *args, cwd=work)[0] == 0
     doc = load(work / "rf.json")
+    assert doc["metrics"]["deflated_sharpe_ratio"] < doc["metrics"]["probabilistic_sharpe_ratio"]
     assert doc["periods_per_year"] == 365 and doc["risk_free"] == 0.02
     values = [v for _, v in load(results["orcl"])["equity"]]
     assert doc["metrics"]["sharpe"] == pytest.approx(m.sharpe(m.returns_from_equity(values), 365, 0.02))
