@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tradeforge.cli_analytics import backtest_report, report_format_for
+from tradeforge.cli_analytics import register as register_analytics
 from tradeforge.cli_db import db_app
 from tradeforge.config.catalog import list_templates, write_template
 from tradeforge.config.loader import load_config, redacted
@@ -28,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db", help="Database schema: show its revision (`current`), migrate it (`upgrade`).")
+register_analytics(app)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2
@@ -163,6 +166,9 @@ def backtest(
     cash: Annotated[float | None, typer.Option("--cash", help="Starting cash instead of broker.cash.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result file here.")] = None,
     datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory instead of data_dir.")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write a report: .html, .pdf, .xlsx or .json.")
+    ] = None,
 ) -> None:
     """Run the bot's strategy over historical candles and print a summary."""
     from tradeforge.engine.backtest import BacktestOverrides, run_backtest
@@ -178,11 +184,15 @@ def backtest(
         raise ConfigError([Problem("--cash", "must be greater than 0", cash)])
     if overrides.start and overrides.end and overrides.start >= overrides.end:
         raise ConfigError([Problem("--from", "must be before --to", date_from)])
+    if report is not None:
+        report_format_for(report)  # a bad file name fails before the backtest runs
     result = run_backtest(config, overrides)
     _render_result(result)
     if json_out is not None:
         result.write_json(json_out)
         out.print(f"result written to {json_out}")
+    if report is not None:
+        backtest_report(result.to_json(), report, data)
 
 
 @app.command()
