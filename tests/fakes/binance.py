@@ -245,7 +245,7 @@ class FakeBinance:
         self.trades: list[Trade] = []
         self.requests: list[Request] = []
         self.partial_fill_fraction: Decimal | None = None  # applies to orders placed while set
-        self._faults: dict[tuple[str, str], deque[Fault]] = defaultdict(deque)
+        self._faults: dict[tuple[str, str], deque[Fault | None]] = defaultdict(deque)
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(5000)
         self._lock = threading.RLock()
@@ -349,10 +349,11 @@ class FakeBinance:
         """Move the market clock forward; resting orders match against every candle passed."""
         self.set_time(self.now_ms() + ms)
 
-    def inject(self, method: str, path: str, fault: Fault, times: int = 1) -> None:
-        """The next `times` requests to `method path` (e.g. "POST", "/api/v3/order") meet `fault`."""
+    def inject(self, method: str, path: str, fault: Fault, times: int = 1, *, skip: int = 0) -> None:
+        """After `skip` normal answers, the next `times` requests to `method path` (e.g. "POST",
+        "/api/v3/order") meet `fault`."""
         with self._lock:
-            self._faults[(method.upper(), path)].extend([fault] * times)
+            self._faults[(method.upper(), path)].extend([None] * skip + [fault] * times)
 
     def calls(self, method: str, path: str) -> list[Request]:
         with self._lock:
