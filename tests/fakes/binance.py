@@ -245,6 +245,7 @@ class FakeBinance:
         self.trades: list[Trade] = []
         self.requests: list[Request] = []
         self.partial_fill_fraction: Decimal | None = None  # applies to orders placed while set
+        self.klines_overlap = 0  # answer klines from this many candles before startTime (duplicates)
         self._faults: dict[tuple[str, str], deque[Fault | None]] = defaultdict(deque)
         self._ids = itertools.count(1000)
         self._trade_ids = itertools.count(5000)
@@ -277,6 +278,10 @@ class FakeBinance:
             self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             ready.set()
             loop.run_forever()
+            pending = asyncio.all_tasks(loop)  # requests still hanging on a fault
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=serve, name="fake-binance", daemon=True)
@@ -701,7 +706,7 @@ class FakeBinance:
             raise BinanceError(400, -1120, "Invalid interval.")
         limit = min(int(params.get("limit", 500)), 1000)
         now = self.now_ms()
-        start = int(params["startTime"]) if "startTime" in params else None
+        start = int(params["startTime"]) - self.klines_overlap * series.interval_ms if "startTime" in params else None
         end = int(params["endTime"]) if "endTime" in params else None
         rows = [
             r for r in series.rows if r[0] <= now and (start is None or r[0] >= start) and (end is None or r[0] <= end)

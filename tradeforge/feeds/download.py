@@ -54,20 +54,25 @@ class DownloadReport:
 
 
 def check_request(
-    markets: dict[str, Any], exchange_timeframes: dict[str, Any], symbols: Sequence[str], timeframe: str
+    markets: dict[str, Any],
+    exchange_timeframes: dict[str, Any],
+    symbols: Sequence[str],
+    timeframe: str,
+    where: tuple[str, str] = ("--symbols", "--timeframe"),
 ) -> None:
-    """Unknown symbols or timeframes, all reported at once, before anything is fetched."""
+    """Unknown symbols or timeframes, all reported at once, before anything is fetched. `where` names
+    the (symbols, timeframe) settings in the messages: CLI options or config paths."""
     problems = []
     if timeframe not in TIMEFRAMES or timeframe not in exchange_timeframes:
         offered = [t for t in TIMEFRAMES if t in exchange_timeframes]
         problems.append(
-            Problem("--timeframe", f"not a timeframe of this exchange; use one of {', '.join(offered)}", timeframe)
+            Problem(where[1], f"not a timeframe of this exchange; use one of {', '.join(offered)}", timeframe)
         )
     for symbol in symbols:
         if symbol not in markets:
             near = [s for s in markets if s.split("/")[0] == symbol.split("/")[0]][:5]
             hint = f"; did you mean {', '.join(near)}?" if near else ""
-            problems.append(Problem("--symbols", f"the exchange does not list {symbol}{hint}", symbol))
+            problems.append(Problem(where[0], f"the exchange does not list {symbol}{hint}", symbol))
     if problems:
         raise ConfigError(problems)
 
