@@ -22,7 +22,7 @@ import itertools
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -245,6 +245,7 @@ class FakeBinance:
         self.trades: list[Trade] = []
         self.requests: list[Request] = []
         self.partial_fill_fraction: Decimal | None = None  # applies to orders placed while set
+        self.on_order_request: Callable[[dict[str, str]], None] | None = None  # sees each POST /order first
         self.klines_overlap = 0  # answer klines from this many candles before startTime (duplicates)
         self._faults: dict[tuple[str, str], deque[Fault | None]] = defaultdict(deque)
         self._ids = itertools.count(1000)
@@ -572,6 +573,8 @@ class FakeBinance:
             fault = self._faults[key].popleft() if self._faults[key] else None
             if request.method == "POST" and request.path == "/api/v3/order":
                 self.arrivals.append((time.perf_counter(), params.get("newClientOrderId", "")))
+                if self.on_order_request is not None:
+                    self.on_order_request(params)
         if fault is not None and not fault.after:
             return await self._apply(fault)
         try:
