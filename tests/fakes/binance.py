@@ -16,6 +16,7 @@ Requests are not signed by the fake, but signed endpoints check that they were: 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import hmac
 import itertools
@@ -378,6 +379,11 @@ class FakeBinance:
                 params["newClientOrderId"] = client_order_id
             return self._new_order(params)
 
+    def cancel(self, client_order_id: str) -> None:
+        """Cancel an open order now, as a person on the exchange's website would."""
+        with self._lock:
+            self._cancel(self.order(client_order_id))
+
     def fill(self, client_order_id: str, qty: Decimal | str | None = None, price: Decimal | str | None = None) -> Trade:
         """Fill (part of) an open order now, e.g. while the bot is down."""
         with self._lock:
@@ -411,21 +417,24 @@ class FakeBinance:
         return current[1]  # the open of the candle in progress: the price "now"
 
     def _match_all(self) -> None:
+        """Match open orders against every candle that opened since the last pass (each candle once;
+        an order only against candles that opened after it was placed)."""
+        now = self.now_ms()
         for market_id in list(self.markets):
             intervals = [s for (sym, _), s in self.series.items() if sym == market_id]
             if not intervals:
                 continue
             series = min(intervals, key=lambda s: s.interval_ms)
-            now = self.now_ms()
+            upto = bisect.bisect_right(series.rows, now, key=lambda r: r[0])
             since = self._matched_until.get(market_id)
-            for row in series.rows:
-                if row[0] > now:
-                    break
-                if since is not None and row[0] <= since:
-                    continue
-                self._matched_until[market_id] = row[0]
-                for order in [o for o in self.orders if o.symbol == market_id and o.open]:
-                    self._match(order, row)
+            start = upto if since is None else bisect.bisect_right(series.rows, since, key=lambda r: r[0])
+            if upto:
+                self._matched_until[market_id] = max(since or 0, series.rows[upto - 1][0])
+            orders = [o for o in self.orders if o.symbol == market_id and o.open]
+            for row in series.rows[start:upto]:
+                for order in orders:
+                    if row[0] >= order.time and order.open:
+                        self._match(order, row)
 
     def _match(self, order: Order, candle: tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]) -> None:
         _, open_, high, low, _, _ = candle
