@@ -22,6 +22,7 @@ def fake_exchange_config(fake: FakeBinance, **overrides: object) -> ExchangeConf
         "timeout_ms": 1500,
         "poll_interval": 0.02,
         "grace": 0.0,
+        "breaker_reset": 0.2,  # an open circuit lets a trial call through quickly
     }
     return ExchangeConfig.model_validate(settings | overrides)
 

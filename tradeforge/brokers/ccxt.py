@@ -29,13 +29,17 @@ from tradeforge.brokers.orders import MarketRules, OrderRefused, order_status
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
 from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
-from tradeforge.resilience.exchange import ExchangeClient
+from tradeforge.resilience.exchange import CircuitOpen, ExchangeClient
 
 _TYPES = {"market": "market", "limit": "limit", "stop": "STOP_LOSS", "stop_limit": "STOP_LOSS_LIMIT"}
 
 
 def _logger() -> logging.Logger:
     return logging.getLogger("tradeforge.brokers.ccxt")
+
+
+class EntriesHalted(Rejected):
+    """A new entry refused because the exchange's circuit breaker is open."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class OrderGateway:
 
     def rules(self, symbol: str) -> MarketRules:
         if symbol not in self._rules:
-            markets = self.client.load_markets()
+            # Essential: an exit must be checkable with the circuit open (ccxt answers from its cache).
+            markets = self.client.read("load markets", self.client.exchange.load_markets, essential=True)
             if symbol not in markets:
                 raise OrderRefused(f"{symbol}: the exchange does not list this symbol")
             self._rules[symbol] = MarketRules.from_market(markets[symbol])
@@ -90,7 +95,14 @@ class OrderGateway:
     # --- placing --------------------------------------------------------------------------------------
 
     def place(self, intent: OrderIntent, reference_price: Decimal) -> OrderState:
-        """Check, commit the intent, send once; resolve an ambiguous outcome by client id."""
+        """Check, commit the intent, send once; resolve an ambiguous outcome by client id. While the
+        exchange's circuit is open, entries are refused up front and exits are still attempted."""
+        entry = intent.role == "entry"
+        if entry and self.client.circuit_open:
+            raise EntriesHalted(
+                f"{intent.side} {intent.amount} {intent.symbol}: no new entries while the exchange circuit is open "
+                "(repeated network or server failures)"
+            )
         amount, price, stop_price = self.rules(intent.symbol).check(
             intent.side, intent.type, intent.amount, intent.price, intent.stop_price, reference_price
         )
@@ -106,17 +118,21 @@ class OrderGateway:
                 None if price is None else float(price),
                 client_id,
                 params,
+                essential=not entry,
             )
+        except CircuitOpen as exc:  # tripped between the check and the send: nothing was sent
+            self.repository.mark_order(client_id, OrderStatus.REJECTED, raw={"error": str(exc)})
+            raise EntriesHalted(str(exc)) from exc
         except OutcomeUnknown as exc:
             _logger().warning("%s: %s", client_id, exc)
             self.repository.mark_order(client_id, OrderStatus.UNKNOWN)
-            return self.resolve(intent.symbol, client_id)
+            return self.resolve(intent.symbol, client_id, essential=not entry)
         except Rejected as exc:
             self.repository.mark_order(client_id, OrderStatus.REJECTED, raw={"error": str(exc)})
             raise
-        return self._record(intent.symbol, client_id, answer)
+        return self._record(intent.symbol, client_id, answer, essential=not entry)
 
-    def resolve(self, symbol: str, client_id: str) -> OrderState:
+    def resolve(self, symbol: str, client_id: str, *, essential: bool = False) -> OrderState:
         """Look up an order whose placement outcome is unknown until the exchange says where it is."""
         policy = self.lookup
         started = self.monotonic()
@@ -124,7 +140,7 @@ class OrderGateway:
         missing = 0
         while True:
             try:
-                found = self.client.fetch_order_by_client_id(symbol, client_id)
+                found = self.client.fetch_order_by_client_id(symbol, client_id, essential=essential)
             except Temporary as exc:
                 found = None
                 if self.monotonic() - started > policy.give_up_after:
@@ -133,7 +149,7 @@ class OrderGateway:
                     ) from exc
             else:
                 if found is not None:
-                    return self._record(symbol, client_id, found)
+                    return self._record(symbol, client_id, found, essential=essential)
                 now = self.monotonic()
                 first_missing = now if first_missing is None else first_missing
                 missing += 1
@@ -167,24 +183,24 @@ class OrderGateway:
             answer = None  # already terminal (or never there): the lookup below says which
         started = self.monotonic()
         while True:
-            state = self._record(symbol, client_id, answer) if answer is not None else None
+            state = self._record(symbol, client_id, answer, essential=True) if answer is not None else None
             if state is not None and state.status in TERMINAL_ORDER_STATUSES:
                 return state
             if self.monotonic() - started > self.lookup.give_up_after:
                 raise OutcomeUnknown(f"{client_id}: cancel not confirmed after {self.lookup.give_up_after:.0f} s")
             self.sleep(self.lookup.wait if answer is not None else 0)
             try:
-                answer = self.client.fetch_order_by_client_id(symbol, client_id)
+                answer = self.client.fetch_order_by_client_id(symbol, client_id, essential=True)
             except Temporary:
                 answer = None
                 self.sleep(self.lookup.wait)
                 continue
             if answer is None:
-                return self.resolve(symbol, client_id)
+                return self.resolve(symbol, client_id, essential=True)
 
     # --- recording ----------------------------------------------------------------------------------------
 
-    def _record(self, symbol: str, client_id: str, order: dict[str, Any]) -> OrderState:
+    def _record(self, symbol: str, client_id: str, order: dict[str, Any], *, essential: bool = False) -> OrderState:
         """Store the order's fills (from the trade list, once each) and its status."""
         venue_id = str(order["id"]) if order.get("id") is not None else None
         filled = Decimal(str(order.get("filled") or 0))
@@ -193,7 +209,7 @@ class OrderGateway:
         # Accepted first, with the exchange's id: a fill recorded next moves the status past `open`.
         self.repository.mark_order(client_id, OrderStatus.OPEN, venue_order_id=venue_id, raw=_raw(order))
         if filled > stored and venue_id is not None:
-            trades = self.client.fetch_my_trades(symbol, params={"orderId": venue_id})
+            trades = self.client.fetch_my_trades(symbol, params={"orderId": venue_id}, essential=essential)
             rules = self.rules(symbol)
             for trade in sorted(trades, key=lambda t: int(t["id"])):
                 if self.repository.record_fill(client_id, _fill(trade, rules)):

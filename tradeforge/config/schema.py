@@ -109,6 +109,12 @@ class ExchangeConfig(StrictModel):
     grace: float = Field(
         2.0, ge=0, le=600, description="live feed: a candle counts as closed this long after its close time (s)"
     )
+    breaker_failures: int = Field(
+        5, ge=1, le=1000, description="consecutive failed calls (network, 5xx, timeouts) that open the circuit"
+    )
+    breaker_reset: float = Field(
+        60.0, gt=0, le=86_400, description="seconds the circuit stays open: no new entries, exits still attempted"
+    )
     warmup_candles: int = Field(
         500, ge=1, le=5000, description="live feed: candles back-filled on first start; the bot never trades on them"
     )

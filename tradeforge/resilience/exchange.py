@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import ccxt
+import pybreaker
 from pydantic import SecretStr
 from tenacity import (
     RetryCallState,
@@ -48,6 +49,10 @@ class RateLimited(Temporary):
 
 class DuplicateClientOrderId(OutcomeUnknown):
     """The exchange already holds an order with this client id: an earlier attempt did arrive."""
+
+
+class CircuitOpen(Temporary):
+    """The exchange failed repeatedly: calls are not even tried until the circuit's reset time."""
 
 
 class ClockSkew(Fatal):
@@ -169,6 +174,30 @@ def _retry_after(exchange: ccxt.Exchange | None) -> float | None:
         return None
 
 
+class _BreakerLog(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        if new_state.name == pybreaker.STATE_OPEN:
+            _logger().error(
+                "exchange circuit open after %d failed calls: no new entries for %g s; exits are still attempted",
+                cb.fail_max,
+                cb.reset_timeout,
+            )
+        elif new_state.name == pybreaker.STATE_CLOSED:
+            _logger().warning("exchange circuit closed again: the exchange answers")
+
+
+def make_breaker(failures: int = 5, reset_seconds: float = 60.0) -> pybreaker.CircuitBreaker:
+    """A circuit breaker on the exchange. Only failures that say the exchange is unwell count (network,
+    5xx, timeouts, rate limits); a definitive answer, even a refusal, shows that it is up."""
+    return pybreaker.CircuitBreaker(
+        fail_max=failures,
+        reset_timeout=reset_seconds,
+        exclude=[lambda exc: not isinstance(exc, Temporary | OutcomeUnknown)],
+        listeners=[_BreakerLog()],
+        throw_new_error_on_trip=False,  # the call that trips it still reports its own outcome
+    )
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Reads that fail temporarily: `attempts` tries, exponential backoff from `initial` s up to `maximum`,
@@ -190,11 +219,18 @@ class ExchangeClient:
         retry: RetryPolicy | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        breaker: pybreaker.CircuitBreaker | None = None,
     ) -> None:
         self.exchange = exchange
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        self.breaker = breaker
         self.calls = 0  # REST calls made (each attempt counts), for the benchmarks
+
+    @property
+    def circuit_open(self) -> bool:
+        """True while the breaker keeps calls away from the exchange (new entries must wait)."""
+        return self.breaker is not None and self.breaker.current_state == pybreaker.STATE_OPEN
 
     @classmethod
     def from_config(
@@ -205,17 +241,29 @@ class ExchangeClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> ExchangeClient:
         retry = RetryPolicy(attempts=config.retries, maximum=config.retry_wait_max)
-        return cls(make_exchange(config, credentials), retry, sleep=sleep)
+        breaker = make_breaker(config.breaker_failures, config.breaker_reset)
+        return cls(make_exchange(config, credentials), retry, sleep=sleep, breaker=breaker)
 
-    def _once(self, kind: CallKind, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        self.calls += 1
+    def _once(
+        self, kind: CallKind, what: str, fn: Callable[..., T], *args: Any, essential: bool = False, **kwargs: Any
+    ) -> T:
+        def call() -> T:
+            self.calls += 1
+            try:
+                return fn(*args, **kwargs)
+            except ccxt.BaseError as exc:
+                raise map_error(exc, kind, what, self.exchange) from exc
+
+        if self.breaker is None or essential:  # exits and cancels are attempted even with the circuit open
+            return call()
         try:
-            return fn(*args, **kwargs)
-        except ccxt.BaseError as exc:
-            raise map_error(exc, kind, what, self.exchange) from exc
+            return self.breaker.call(call)
+        except pybreaker.CircuitBreakerError:
+            raise CircuitOpen(f"{what}: not tried, the exchange circuit is open after repeated failures") from None
 
-    def read(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A call that is safe to repeat: Temporary failures are retried, the last one re-raised."""
+    def read(self, what: str, fn: Callable[..., T], *args: Any, essential: bool = False, **kwargs: Any) -> T:
+        """A call that is safe to repeat: Temporary failures are retried, the last one re-raised.
+        `essential` (following up an exit or a cancel) bypasses an open circuit."""
         policy = self.retry
         backoff = wait_exponential(multiplier=policy.initial, max=policy.maximum) + wait_random(0, policy.jitter)
 
@@ -238,11 +286,12 @@ class ExchangeClient:
             before_sleep=log,
             reraise=True,
         )
-        return retrying(self._once, "read", what, fn, *args, **kwargs)
+        return retrying(self._once, "read", what, fn, *args, essential=essential, **kwargs)
 
-    def write(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """An order placement or cancel: tried exactly once; an ambiguous failure is OutcomeUnknown."""
-        return self._once("write", what, fn, *args, **kwargs)
+    def write(self, what: str, fn: Callable[..., T], *args: Any, essential: bool = False, **kwargs: Any) -> T:
+        """An order placement or cancel: tried exactly once; an ambiguous failure is OutcomeUnknown.
+        `essential` (exits, cancels) bypasses an open circuit."""
+        return self._once("write", what, fn, *args, essential=essential, **kwargs)
 
     # --- the calls tradeforge makes ---------------------------------------------------------------
 
@@ -271,11 +320,21 @@ class ExchangeClient:
         )
 
     def fetch_my_trades(
-        self, symbol: str, since: int | None = None, params: dict[str, Any] | None = None
+        self, symbol: str, since: int | None = None, params: dict[str, Any] | None = None, *, essential: bool = False
     ) -> list[dict[str, Any]]:
-        return self.read(f"fetch fills for {symbol}", self.exchange.fetch_my_trades, symbol, since, None, params or {})
+        return self.read(
+            f"fetch fills for {symbol}",
+            self.exchange.fetch_my_trades,
+            symbol,
+            since,
+            None,
+            params or {},
+            essential=essential,
+        )
 
-    def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+    def fetch_order_by_client_id(
+        self, symbol: str, client_order_id: str, *, essential: bool = False
+    ) -> dict[str, Any] | None:
         """The order with this client id, or None when the exchange says it does not exist."""
         try:
             return self.read(
@@ -284,6 +343,7 @@ class ExchangeClient:
                 None,
                 symbol,
                 {"origClientOrderId": client_order_id},
+                essential=essential,
             )
         except Rejected as exc:
             if isinstance(exc.__cause__, ccxt.OrderNotFound):
@@ -299,6 +359,8 @@ class ExchangeClient:
         price: float | None,
         client_order_id: str,
         params: dict[str, Any] | None = None,
+        *,
+        essential: bool = False,
     ) -> dict[str, Any]:
         return self.write(
             f"place order {client_order_id} ({side} {amount} {symbol} {type})",
@@ -309,6 +371,7 @@ class ExchangeClient:
             amount,
             price,
             {**(params or {}), "newClientOrderId": client_order_id},
+            essential=essential,
         )
 
     def cancel_order(self, symbol: str, client_order_id: str) -> dict[str, Any]:
@@ -318,4 +381,5 @@ class ExchangeClient:
             None,
             symbol,
             {"origClientOrderId": client_order_id},
+            essential=True,
         )
