@@ -153,3 +153,24 @@ def test_cli_download_data_bad_input_exits_2_and_names_it(fake: FakeBinance, tmp
     bad_timeframe = cli(*base, "--symbols", "BTC/USDT", "--timeframe", "7m", cwd=tmp_path)
     assert bad_timeframe.returncode == 2 and "--timeframe" in bad_timeframe.stderr
     assert not (tmp_path / "user_data" / "binance").exists()
+
+
+def test_a_live_bot_config_backtests_on_the_downloaded_candles(
+    fake: FakeBinance, client: ExchangeClient, tmp_path: Path
+):
+    from tradeforge.config.schema import BotConfig
+    from tradeforge.engine.backtest import run_backtest
+    from tradeforge.resilience.errors import DataError
+
+    config = BotConfig.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "data": {"source": "binance", "symbols": ["BTC/USDT"], "timeframe": "1h"},
+            "strategy": {"preset": "sma_cross"},
+        }
+    )
+    with pytest.raises(DataError, match="tradeforge download-data"):
+        run_backtest(config)
+    run(client, CandleStore(tmp_path), ["BTC/USDT"])
+    result = run_backtest(config)
+    assert result.start == SINCE and len(result.equity_values) == 744
