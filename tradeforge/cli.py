@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tradeforge import cli_exchange
 from tradeforge.cli_analytics import backtest_report, report_format_for
 from tradeforge.cli_analytics import register as register_analytics
 from tradeforge.cli_db import db_app
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db", help="Database schema: show its revision (`current`), migrate it (`upgrade`).")
 register_analytics(app)
+cli_exchange.register(app)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Mode = Literal["backtest", "paper", "live"]
-DataSource = Literal["sample", "csv", "parquet", "store", "replay"]
+DataSource = Literal["sample", "csv", "parquet", "store", "replay", "binance"]
 
 
 class StrictModel(BaseModel):
@@ -34,7 +34,9 @@ class DataConfig(StrictModel):
     """Where candles come from. `path` may use `{symbol}` (BTC-USDT) and `{timeframe}` placeholders."""
 
     source: DataSource = Field(
-        "sample", description="sample | csv | parquet | store | replay (stored candles played back as live)"
+        "sample",
+        description="sample | csv | parquet | store | replay (stored candles played back as live) | binance "
+        "(live candles polled from the exchange, see `exchange`)",
     )
     path: str | None = Field(None, description="candle file for csv/parquet (and replay; default: the sample)")
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1, description="one or more")
@@ -73,6 +75,56 @@ class BrokerConfig(StrictModel):
     max_fill_fraction_of_volume: float | None = Field(
         None, gt=0, le=1, description="partial fills: at most this share of a candle's volume per order per candle"
     )
+
+
+ExchangeName = Literal["binance"]
+
+
+class ExchangeConfig(StrictModel):
+    """The exchange behind `data.source: binance` (live candles) and `mode: live`. Keys never go in a
+    config file: they come from the environment variables or secret files named here."""
+
+    name: ExchangeName = Field("binance", description="exchange, through ccxt: binance (spot)")
+    sandbox: bool = Field(False, description="use the exchange's testnet (ccxt sandbox mode)")
+    urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="merged into ccxt's urls['api'] ({public: URL, private: URL, ...}): a proxy or own endpoint",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="merged into ccxt's `options`")
+    api_key_env: str = Field("TRADEFORGE_BINANCE_API_KEY", description="environment variable holding the API key")
+    api_secret_env: str = Field(
+        "TRADEFORGE_BINANCE_API_SECRET", description="environment variable holding the API secret"
+    )
+    api_key_file: Path | None = Field(None, description="file holding the API key (beats the environment variable)")
+    api_secret_file: Path | None = Field(
+        None, description="file holding the API secret (beats the environment variable)"
+    )
+    live_confirmed: bool = Field(False, description="must be true for mode: live (real orders, real money)")
+    timeout_ms: int = Field(10_000, ge=100, le=120_000, description="HTTP timeout per request (ms)")
+    retries: int = Field(5, ge=1, le=50, description="attempts for a read that fails temporarily (network, 429, 5xx)")
+    retry_wait_max: float = Field(30.0, gt=0, le=600, description="longest wait between two attempts (s)")
+    poll_interval: float = Field(
+        5.0, gt=0, le=3600, description="live feed: longest sleep between two polls of the exchange (s)"
+    )
+    grace: float = Field(
+        2.0, ge=0, le=600, description="live feed: a candle counts as closed this long after its close time (s)"
+    )
+    breaker_failures: int = Field(
+        5, ge=1, le=1000, description="consecutive failed calls (network, 5xx, timeouts) that open the circuit"
+    )
+    breaker_reset: float = Field(
+        60.0, gt=0, le=86_400, description="seconds the circuit stays open: no new entries, exits still attempted"
+    )
+    warmup_candles: int = Field(
+        500, ge=1, le=5000, description="live feed: candles back-filled on first start; the bot never trades on them"
+    )
+
+    @model_validator(mode="after")
+    def _urls_are_urls(self) -> ExchangeConfig:
+        bad = [key for key, url in self.urls.items() if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"exchange.urls.{bad[0]} must be an http(s) URL")
+        return self
 
 
 class MixinChoice(BaseModel):
@@ -135,6 +187,7 @@ class BotConfig(StrictModel):
     data: DataConfig = Field(default_factory=lambda: DataConfig(), description="candles: see `data`")
     broker: BrokerConfig = Field(default_factory=lambda: BrokerConfig(), description="see `broker`")
     persistence: PersistenceConfig = Field(default_factory=lambda: PersistenceConfig(), description="see `persistence`")
+    exchange: ExchangeConfig = Field(default_factory=lambda: ExchangeConfig(), description="see `exchange`")
     cancel_open_orders_on_exit: bool = Field(
         False,
         description="a graceful stop (SIGINT/SIGTERM) cancels the bot's open orders; resting stops and targets "

@@ -20,6 +20,8 @@ def data_problems(config: BotConfig, data_override: str | None = None) -> list[P
         timeframe_seconds(data.timeframe)
     except ValueError as exc:
         return [Problem("data.timeframe", str(exc), data.timeframe)]
+    if data.source == "binance" and data_override is None:
+        return []  # live candles: symbols and timeframe are checked against the exchange at start
     problems = []
     for symbol in data.symbols:
         try:
@@ -39,7 +41,7 @@ def _locate(config: BotConfig, symbol: str, data_override: str | None) -> Path:
         return Path(data_override.format(symbol=symbol.replace("/", "-"), timeframe=data.timeframe))
     if data.source == "sample" or (data.source == "replay" and not data.path):
         return sample_path(symbol, data.timeframe)
-    if data.source == "store":
+    if data.source in ("store", "binance"):  # a backtest of a live bot reads what download-data stored
         return CandleStore(config.data_dir).path_for(data.exchange, symbol, data.timeframe)
     return data.path_for(symbol)
 
@@ -62,7 +64,7 @@ def load_candles(
     for symbol in data.symbols:
         if data_override is None and (data.source == "sample" or (data.source == "replay" and not data.path)):
             candles = load_sample(symbol, data.timeframe)
-        elif data_override is None and data.source == "store":
+        elif data_override is None and data.source in ("store", "binance"):
             candles = CandleStore(config.data_dir).load(data.exchange, symbol, data.timeframe)
         else:
             candles = read_candles(_locate(config, symbol, data_override), symbol, data.timeframe, repair=data.repair)

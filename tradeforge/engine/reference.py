@@ -11,7 +11,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from tradeforge.config.schema import BotConfig, BrokerConfig, DataConfig, PersistenceConfig, StrategyConfig
+from tradeforge.config.schema import (
+    BotConfig,
+    BrokerConfig,
+    DataConfig,
+    ExchangeConfig,
+    PersistenceConfig,
+    StrategyConfig,
+)
 from tradeforge.strategies.registry import KIND_ORDER, Registry
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
@@ -20,6 +27,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("data", DataConfig),
     ("broker", BrokerConfig),
     ("persistence", PersistenceConfig),
+    ("exchange", ExchangeConfig),
     ("strategy", StrategyConfig),
 )
 _KIND_KEYS = {

@@ -28,13 +28,12 @@ from tradeforge.brokers.paper import PaperBroker, money
 from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.backtest import collect_result, configure_broker
-from tradeforge.engine.data import load_candles
+from tradeforge.engine.feeds import build_feeds
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
 from tradeforge.engine.results import BacktestResult
 from tradeforge.engine.validation import validate
 from tradeforge.feeds.candles import to_ns
-from tradeforge.feeds.replay import ReplayFeed
 from tradeforge.persistence.database import check_reachable, default_url, make_engine
 from tradeforge.persistence.migrate import ensure_current
 from tradeforge.persistence.models import OrderStatus
@@ -174,12 +173,12 @@ def run_bot(
                 )
             ]
         )
-    if config.data.source != "replay":
+    if config.data.source not in ("replay", "binance"):
         raise ConfigError(
             [
                 Problem(
                     "data.source",
-                    "paper mode needs a live-style feed; use source: replay (live exchange feeds are coming)",
+                    "paper mode needs a live-style feed; use source: replay or source: binance",
                     config.data.source,
                 )
             ]
@@ -210,19 +209,18 @@ def run_bot(
         repository.set_config(config_hash(config), config.mode)
         status = "crashed"
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
-        candles = load_candles(config)
+        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say)
         if resume_after_ns is not None:
             say(
                 f"resuming {config.name}: re-reading history up to "
                 f"{dt.datetime.fromtimestamp(resume_after_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M} UTC, "
                 f"{journal.to_adopt} stored orders to re-adopt"
             )
-        speed = None if config.data.speed == "max" else float(config.data.speed)
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
         cerebro.broker = PaperBroker(journal)
         configure_broker(cerebro.broker, config)
-        for series in candles:
-            cerebro.adddata(ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns))
+        for feed in feeds.feeds:
+            cerebro.adddata(feed)
         listener = BotListener(
             repository,
             journal,
@@ -234,12 +232,12 @@ def run_bot(
             operator_cancels(repository),
             started,
         )
-        cerebro.addstrategy(resolved.cls, **resolved.params, events=listener)
+        cerebro.addstrategy(feeds.strategy(resolved.cls), **resolved.params, events=listener)
         strategy: Strategy = cerebro.run()[0]
         if stop.is_set() and config.cancel_open_orders_on_exit:
             cancel_open_orders_on_exit(repository, persist, say)
         status = "stopped" if stop.is_set() else "finished"
-        result = collect_result(config, candles, resolved, strategy, config.broker.cash)
+        result = collect_result(config, feeds.delivered(), resolved, strategy, config.broker.cash)
         return RunOutcome(result, journal.adopted, stop.is_set())
     finally:
         try:

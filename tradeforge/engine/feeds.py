@@ -1,0 +1,109 @@
+"""The feeds a running bot reads, built from its config: a replay of stored candles, or live
+candles from an exchange. Keeps run_bot free of per-source details."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+
+from tradeforge.config.schema import BotConfig
+from tradeforge.engine.data import load_candles
+from tradeforge.engine.exchange import exchange_client, store_folder
+from tradeforge.feeds.candles import Candles
+from tradeforge.feeds.ccxt import LiveFeed
+from tradeforge.feeds.download import check_request
+from tradeforge.feeds.replay import ReplayFeed
+from tradeforge.feeds.store import CandleStore
+from tradeforge.resilience.exchange import ExchangeClient
+
+
+@dataclass
+class BotFeeds:
+    """Backtrader feeds for a bot, the candles they delivered, and the warm-up that must not trade."""
+
+    feeds: list[bt.feeds.DataBase]
+    delivered: Callable[[], list[Candles]]
+    warmup: int = 0
+    client: ExchangeClient | None = field(default=None, repr=False)
+
+    def strategy(self, cls: type) -> type:
+        """The strategy class, blocked from entering on warm-up candles (a live feed's back-filled
+        history is for indicators, not for trading in the past)."""
+        return cls if not self.warmup else _warmed_up(cls, self.warmup)
+
+
+def _warmed_up(cls: type, warmup: int) -> type:
+    class WarmedUp(cls):
+        def _enter(self, book: Any, side: Any, index: int) -> None:
+            if index >= warmup:
+                super()._enter(book, side, index)
+
+    WarmedUp.__name__ = WarmedUp.__qualname__ = cls.__name__
+    return WarmedUp
+
+
+def live_store(config: BotConfig) -> CandleStore:
+    """The bot's own candle history (what it decided on), re-read from its first candle on restart.
+    Kept apart from `download-data`'s store so that a download never changes what a restart replays."""
+    return CandleStore(config.data_dir / "live" / config.name)
+
+
+def build_feeds(
+    config: BotConfig,
+    *,
+    stop: threading.Event,
+    resume_after_ns: int | None,
+    say: Callable[[str], None] = print,
+    client: ExchangeClient | None = None,
+) -> BotFeeds:
+    """Replay feeds for `data.source: replay`, live exchange feeds for `data.source: binance`."""
+    if config.data.source == "binance":
+        return _live_feeds(config, stop, say, client)
+    candles = load_candles(config)
+    speed = None if config.data.speed == "max" else float(config.data.speed)
+    feeds: list[bt.feeds.DataBase] = [
+        ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns) for series in candles
+    ]
+    return BotFeeds(feeds, lambda: candles)
+
+
+def _live_feeds(
+    config: BotConfig, stop: threading.Event, say: Callable[[str], None], client: ExchangeClient | None
+) -> BotFeeds:
+    exchange = config.exchange
+    client = client or exchange_client(exchange)
+    check_request(
+        client.load_markets(),
+        dict(client.exchange.timeframes),
+        config.data.symbols,
+        config.data.timeframe,
+        where=("data.symbols", "data.timeframe"),
+    )
+    store, folder = live_store(config), store_folder(exchange)
+    feeds: list[LiveFeed] = []
+    for symbol in config.data.symbols:
+        if store.exists(folder, symbol, config.data.timeframe):
+            history = store.load(folder, symbol, config.data.timeframe)
+        else:
+            empty = np.empty(0)
+            history = Candles(symbol, config.data.timeframe, empty.astype(np.int64), empty, empty, empty, empty, empty)
+        feed = LiveFeed(
+            client,
+            history,
+            on_closed=lambda page: store.save(folder, page),
+            poll_interval=exchange.poll_interval,
+            grace=exchange.grace,
+            stop=stop,
+        )
+        added = feed.backfill(exchange.warmup_candles)
+        say(
+            f"{symbol} {config.data.timeframe}: {len(history)} stored candles, {added} back-filled from "
+            f"{exchange.name}{' testnet' if exchange.sandbox else ''}"
+        )
+        feeds.append(feed)
+    return BotFeeds(list(feeds), lambda: [f.delivered() for f in feeds], exchange.warmup_candles, client)
