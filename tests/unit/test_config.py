@@ -409,6 +409,25 @@ def test_redacted_masks_values_by_secret_looking_key_name_at_any_depth() -> None
     assert document["exchange"]["api_key"] == "k", "the input is not modified"
 
 
+def test_redacted_shows_where_secrets_live_and_private_endpoints() -> None:
+    document = {
+        "exchange": {
+            "api_key_env": "MY_KEY",
+            "api_secret_file": "/run/secrets/binance",
+            "urls": {"private": "http://127.0.0.1:9000/api/v3"},
+        },
+        "telegram": {"token_env": "TG_TOKEN", "token": "123:abc"},
+    }
+    assert redacted(document) == {
+        "exchange": {
+            "api_key_env": "MY_KEY",
+            "api_secret_file": "/run/secrets/binance",
+            "urls": {"private": "http://127.0.0.1:9000/api/v3"},
+        },
+        "telegram": {"token_env": "TG_TOKEN", "token": MASK},
+    }
+
+
 def test_redacted_masks_everything_under_a_secret_named_mapping() -> None:
     # A list under `tokens` is masked element by element; a mapping under `api_keys` must be too.
     shown = redacted({"api_keys": {"binance": "live-key-1", "kraken": "live-key-2"}})

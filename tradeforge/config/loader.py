@@ -17,7 +17,12 @@ from tradeforge.config.schema import BotConfig
 from tradeforge.resilience.errors import ConfigError, Problem
 
 ENV_PREFIX = "TRADEFORGE__"
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|api_?key|private)", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(secret|password|passwd|token|api_?key|private_?key)", re.IGNORECASE)
+_POINTER = re.compile(r"_(env|file)$", re.IGNORECASE)  # names where a secret lives (`token_env`), not secrets
+
+
+def _secret_name(key: str) -> bool:
+    return bool(key and _SECRET_KEY.search(key) and not _POINTER.search(key))
 MASK = "***"
 
 
@@ -112,7 +117,7 @@ def problems_from_validation(
             value = None
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        if any(_SECRET_KEY.search(part) for part in loc):
+        if any(_secret_name(part) for part in loc):
             value = MASK if value is not None else None
         if isinstance(value, dict | list):
             value = None  # a whole section is not a useful "offending value"
@@ -154,11 +159,11 @@ def redacted(value: Any, key: str = "") -> Any:
     if isinstance(value, SecretStr):
         return MASK
     if isinstance(value, dict):
-        secret = bool(key and _SECRET_KEY.search(key))
+        secret = _secret_name(key)
         return {k: redacted(v, key if secret else str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redacted(v, key) for v in value]
-    if key and _SECRET_KEY.search(key) and value not in (None, ""):
+    if _secret_name(key) and value not in (None, ""):
         return MASK
     if isinstance(value, Path):
         return str(value)
