@@ -401,6 +401,14 @@ def test_a_terminal_order_never_becomes_a_different_terminal_status(
     assert len(repo.events()) == events
 
 
+def test_an_order_is_found_by_its_client_order_id_among_this_bots_orders_only(engine: Engine, repo: Repository) -> None:
+    cid = repo.record_intent(entry()).client_order_id
+    other = Repository.attach(engine, "other-bot", "h", "paper")
+    found = repo.order(cid)
+    assert found is not None and (found.client_order_id, found.status) == (cid, OrderStatus.PENDING_SUBMIT)
+    assert other.order(cid) is None and repo.order("tf000000-9-9") is None
+
+
 def test_marking_an_order_this_bot_does_not_have_names_it(repo: Repository) -> None:
     with pytest.raises(IntegrityProblem, match="tf000000-1-1"):
         repo.mark_order("tf000000-1-1", OrderStatus.OPEN)

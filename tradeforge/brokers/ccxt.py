@@ -219,10 +219,10 @@ class OrderGateway:
         return OrderState(client_id, status, max(filled, stored), venue_id, new)
 
     def _stored_filled(self, client_id: str) -> Decimal:
-        for order in self.repository.orders():
-            if order.client_order_id == client_id:
-                return Decimal(order.filled or 0)
-        raise Rejected(f"order {client_id} is not in this bot's database")
+        order = self.repository.order(client_id)
+        if order is None:
+            raise Rejected(f"order {client_id} is not in this bot's database")
+        return Decimal(order.filled or 0)
 
 
 def _fill(trade: dict[str, Any], rules: MarketRules) -> FillReport:

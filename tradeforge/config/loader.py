@@ -23,6 +23,8 @@ _POINTER = re.compile(r"_(env|file)$", re.IGNORECASE)  # names where a secret li
 
 def _secret_name(key: str) -> bool:
     return bool(key and _SECRET_KEY.search(key) and not _POINTER.search(key))
+
+
 MASK = "***"
 
 

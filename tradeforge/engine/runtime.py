@@ -207,7 +207,6 @@ def run_bot(
                 "or data changed); give the new setup a new `name:` or restore the old config"
             )
         repository.set_config(config_hash(config), config.mode)
-        status = "crashed"
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
         feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say)
         if resume_after_ns is not None:
@@ -233,6 +232,7 @@ def run_bot(
             started,
         )
         cerebro.addstrategy(feeds.strategy(resolved.cls), **resolved.params, events=listener)
+        status = "crashed"  # until the run returns
         strategy: Strategy = cerebro.run()[0]
         if stop.is_set() and config.cancel_open_orders_on_exit:
             cancel_open_orders_on_exit(repository, persist, say)

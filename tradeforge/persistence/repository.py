@@ -676,6 +676,11 @@ class Repository:
             rows = connection.execute(_STORED_ORDERS, {"bot_id": self.bot_id, "after_id": after_id})
             return [StoredOrder(*row[:7], Decimal(row[7]), row[8]) for row in rows]
 
+    def order(self, client_order_id: str) -> Order | None:
+        """One of this bot's orders by its client order id (None when the bot has no such order)."""
+        found = self._all(select(Order).where(Order.bot_id == self.bot_id, Order.client_order_id == client_order_id))
+        return found[0] if found else None
+
     def open_orders(self) -> list[Order]:
         return self.orders(statuses=frozenset(OrderStatus) - TERMINAL_ORDER_STATUSES)
 
