@@ -588,7 +588,7 @@ class YahooFeed(ArrayFeed):
         self.daily = history.timeframe == "1d"
         self.delay = dt.timedelta()
         self._pending: deque[tuple[float, ...]] = deque(_rows(history))
-        self._last: dt.datetime | None = history.end if len(history) else None
+        self._last_open: dt.datetime | None = history.end if len(history) else None
         self._delivered: list[tuple[float, ...]] = []
         self.requests = 0
 
@@ -603,15 +603,15 @@ class YahooFeed(ArrayFeed):
 
     def next_due(self) -> dt.datetime | None:
         """When the next candle is expected, or None before the feed has any candle."""
-        if self._last is None:
+        if self._last_open is None:
             return None
-        return self.closes_at(self.sessions.next_candle_open(self._last, self.step, self.daily))
+        return self.closes_at(self.sessions.next_candle_open(self._last_open, self.step, self.daily))
 
     def backfill(self, warmup: int) -> int:
         """Fetch what closed since the history ends (or about the last `warmup` candles when there is none)."""
         now = self.clock()
-        if self._last is not None:
-            return self._fetch_closed(self._last + self.step, now, None)
+        if self._last_open is not None:
+            return self._fetch_closed(self._last_open + self.step, now, None)
         sessions_per_day = 1.0 if self.sessions.code == "24/7" else 5 / 7
         hours_per_session = 24.0 if self.sessions.code.startswith("24/") else 6.5
         per_day = 1 if self.daily else max(1, hours_per_session * 3600 // self.step.total_seconds())
@@ -625,7 +625,7 @@ class YahooFeed(ArrayFeed):
         self.requests += requests
         self.delay = chart.delay
         candles = as_timeframe(adjusted(chart, self.adjust), self.timeframe)
-        last_ns = to_ns(self._last) if self._last is not None else None
+        last_ns = to_ns(self._last_open) if self._last_open is not None else None
         fresh = [
             i
             for i, ns in enumerate(candles.timestamp)
@@ -638,7 +638,7 @@ class YahooFeed(ArrayFeed):
         page = candles._take(np.array(fresh))
         self.on_closed(page)
         self._pending.extend(_rows(page))
-        self._last = page.end
+        self._last_open = page.end
         return len(page)
 
     def _poll(self) -> None:
@@ -650,7 +650,7 @@ class YahooFeed(ArrayFeed):
             self.sleep(min((due - now).total_seconds(), self.max_sleep))
             return
         try:
-            since = self._last + self.step if self._last is not None else now - dt.timedelta(days=5)
+            since = self._last_open + self.step if self._last_open is not None else now - dt.timedelta(days=5)
             if self._fetch_closed(since, now, None):
                 return
         except Temporary as exc:
