@@ -81,6 +81,17 @@ def yahoo_feeds(
     sessions = {s: MarketSessions(calendar_code(s, settings.calendar)) for s in data.symbols}
     client = client or yahoo_client(settings)
     folder = store_folder(settings.adjust)
+    # Back-filled candles are kept until every symbol's back-fill succeeded: an unknown symbol or an
+    # unreachable Yahoo stops the start with the bot's history as it was.
+    backfilled: list[Candles] = []
+    started = False
+
+    def keep(page: Candles) -> None:
+        if started:
+            store.save(folder, page)
+        else:
+            backfilled.append(page)
+
     feeds = []
     for symbol in data.symbols:
         if store.exists(folder, symbol, data.timeframe):
@@ -93,7 +104,7 @@ def yahoo_feeds(
             history,
             sessions=sessions[symbol],
             adjust=settings.adjust,
-            on_closed=lambda page: store.save(folder, page),
+            on_closed=keep,
             poll_interval=settings.poll_interval,
             grace=settings.grace,
             stop=stop,
@@ -106,4 +117,7 @@ def yahoo_feeds(
             f"({sessions[symbol].code} sessions, adjust: {settings.adjust})"
         )
         feeds.append(feed)
+    for page in backfilled:
+        store.save(folder, page)
+    started = True
     return feeds

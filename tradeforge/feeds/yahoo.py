@@ -61,9 +61,11 @@ class YahooInterval:
     max_days_per_request: int | None
 
 
-# Yahoo's intraday history limits, as yfinance states them (scrapers/history.py: 1m 30 days back and
-# 7 days per request; 2m-90m 60 days; 1h 730 days; daily and longer unlimited). 30m is fetched as 15m
-# and aggregated, as yfinance does, because Yahoo answers 30m requests with 60m candles.
+# How far back Yahoo serves intraday candles, as yfinance 1.7 has it (scrapers/history.py, `min_lookbacks`:
+# 1m 30 days, 2m-30m 60 days, 1h 730 days; daily unlimited). Per request, Yahoo refuses more than 7 days of
+# 1m candles ("Only 7 days worth of 1m granularity data are allowed to be fetched per request", HTTP 422);
+# 1h is split into 365-day requests to stay well inside what it answers. 30m is fetched as 15m and
+# aggregated, as yfinance does, because Yahoo answers 30m requests with 60m candles.
 INTERVALS: dict[str, YahooInterval] = {
     "1m": YahooInterval("1m", "1m", 30, 7),
     "5m": YahooInterval("5m", "5m", 60, 60),
@@ -445,6 +447,7 @@ def fetch(
         start = max(start, now - dt.timedelta(days=spec.max_days_back) + _LIMIT_MARGIN)
     if spec.interval == "1d":
         start -= _DAY  # east of UTC, Yahoo stamps a trading date the evening before in UTC (Tokyo: 15:00)
+    start = min(start, now - _step(spec.interval))  # nothing can be new yet: still ask, for the events
     charts = []
     for lo, hi in _windows(start, now, spec.max_days_per_request):
         charts.append(parse_chart(client.chart(symbol, spec.interval, lo, hi), symbol, spec.interval))
@@ -646,6 +649,8 @@ class YahooFeed(ArrayFeed):
         anything closed before it; retry every `poll_interval` while Yahoo has not published it yet."""
         now = self.clock()
         due = self.next_due()
+        if due is None and not self.sessions.is_open(now):  # no candle yet: wait for the market to open
+            due = self.closes_at(self.sessions.next_open(now))
         if due is not None and now < due:
             self.sleep(min((due - now).total_seconds(), self.max_sleep))
             return

@@ -39,7 +39,9 @@ def test_daily_candles_are_labelled_by_trading_date_and_split_adjusted_as_yahoo_
     # Before the 2:1 split Yahoo's prices are halved; after it they are as traded.
     first = int(np.searchsorted(candles.timestamp, day("2014-01-02")))
     assert candles.close[first] == pytest.approx(37.84 / 2)
-    assert candles.close[-1] == pytest.approx(45.0, abs=0.01) or candles.close[-1] > 0
+    on_split_day = int(np.searchsorted(candles.timestamp, day("2014-09-02")))
+    assert candles.close[on_split_day - 1] < 25 < candles.close[on_split_day] == pytest.approx(41.66)
+    assert candles.close[-1] == pytest.approx(44.97)
     assert report.splits == [(dt.datetime(2014, 9, 2, tzinfo=dt.UTC), 2.0)]
 
 
@@ -232,3 +234,31 @@ def test_a_split_after_the_stored_candles_re_adjusts_the_stored_history(yahoo, c
 
 def _times(candles) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(t / 1e9, dt.UTC) for t in candles.timestamp]
+
+
+def test_running_again_at_once_asks_once_and_adds_nothing(yahoo, client, clock, store_dir):
+    clock.now = dt.datetime(2024, 7, 9, 17, 45, 30, tzinfo=dt.UTC)
+    since = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
+    store = CandleStore(store_dir)
+    run(client, store, clock, ["SPY"], "1h", since=since)
+    [again] = run(client, store, clock, ["SPY"], "1h", since=since)
+    assert again.added == 0 and again.requests == 1 and again.rows == 36
+
+
+def test_a_backtest_of_a_yahoo_config_reads_the_folder_of_its_adjustment(client, clock, store_dir):
+    from tradeforge.config.schema import BotConfig
+    from tradeforge.engine.data import load_candles
+
+    run(client, CandleStore(store_dir), clock, ["ORCL"], adjust="all")
+    config = BotConfig.model_validate(
+        {
+            "data_dir": str(store_dir),
+            "data": {"source": "yahoo", "symbols": ["ORCL"], "timeframe": "1d"},
+            "yahoo": {"adjust": "all"},
+            "strategy": {"preset": "sma_cross"},
+        }
+    )
+    [candles] = load_candles(config)
+    assert len(candles) == 251 and candles.close[0] < 37.84 / 2  # dividend-adjusted below the split-adjusted price
+    with pytest.raises(DataError, match="download-data"):
+        load_candles(config.model_copy(update={"yahoo": config.yahoo.model_copy(update={"adjust": "none"})}))

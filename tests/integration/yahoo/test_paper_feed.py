@@ -20,7 +20,7 @@ from tradeforge.feeds.sessions import MarketSessions, calendar_code
 from tradeforge.feeds.yahoo import YahooClient, YahooFeed
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
-from tradeforge.resilience.errors import ConfigError
+from tradeforge.resilience.errors import ConfigError, DataError
 
 UTC = dt.UTC
 START = dt.datetime(2024, 7, 2, 12, tzinfo=UTC)  # 08:00 New York, before the open
@@ -225,3 +225,12 @@ def test_a_symbol_without_a_known_calendar_is_refused_before_the_bot_starts(clie
     with pytest.raises(ConfigError) as caught:
         run_bot(config, "bot.yaml", say=lambda s: None, yahoo={"client": client, "clock": clock})
     assert "WEIRD.XX" in str(caught.value) and "yahoo.calendar" in str(caught.value)
+
+
+def test_an_unknown_symbol_stops_the_start_with_the_bot_history_untouched(yahoo, client, clock, tmp_path):
+    config = bot_config(tmp_path, "unknown", symbols=["SPY", "NOPE"])
+    upgrade(make_engine(f"sqlite:///{config.data_dir}/tradeforge.sqlite"))
+    clock.now = START
+    with pytest.raises(DataError, match="does not know NOPE"):
+        run_bot(config, "bot.yaml", say=lambda s: None, yahoo={"client": client, "clock": clock})
+    assert not live_store(config).exists("yahoo", "SPY", "1h")  # SPY's back-fill was not kept either
