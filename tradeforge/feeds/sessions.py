@@ -7,7 +7,9 @@ Which calendar a Yahoo symbol follows is data (its suffix), not code: `CALENDAR_
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from types import MappingProxyType
 
@@ -78,10 +80,21 @@ def calendar_code(symbol: str, override: str | None = None, where: str = "data.s
     )
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """exchange_calendars 4.13 reads `.values` of tz-aware data, which pandas 3.1 deprecates (lazily, on
+    first use of each lookup); nothing we can act on, so it is not passed on to our users."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 @lru_cache(maxsize=32)
 def _calendar(code: str) -> xcals.ExchangeCalendar:
     try:
-        return xcals.get_calendar(code)
+        with _quiet():
+            return xcals.get_calendar(code)
     except xcals.errors.InvalidCalendarName:
         raise ConfigError(
             [Problem("data.yahoo.calendar", "not an exchange_calendars code (e.g. XNYS, XLON, 24/5, 24/7)", code)]
@@ -104,30 +117,35 @@ class MarketSessions:
         self.calendar = _calendar(code)
 
     def is_open(self, moment: dt.datetime) -> bool:
-        return bool(self.calendar.is_open_on_minute(_ts(moment).floor("min")))
+        with _quiet():
+            return bool(self.calendar.is_open_on_minute(_ts(moment).floor("min")))
 
     def next_open(self, moment: dt.datetime) -> dt.datetime:
         """The first session open after `moment` (the open of the next session when already open)."""
-        return _utc(self.calendar.next_open(_ts(moment)))
+        with _quiet():
+            return _utc(self.calendar.next_open(_ts(moment)))
 
     def close_of(self, moment: dt.datetime) -> dt.datetime:
         """The close of the session trading at `moment` (or of the next session when closed)."""
-        session = self.calendar.minute_to_session(_ts(moment).floor("min"), direction="next")
-        return _utc(self.calendar.session_close(session))
+        with _quiet():
+            session = self.calendar.minute_to_session(_ts(moment).floor("min"), direction="next")
+            return _utc(self.calendar.session_close(session))
 
     def candle_close(self, open_time: dt.datetime, step: dt.timedelta, daily: bool) -> dt.datetime:
         """When a candle opened at `open_time` closes: `step` later, but never after its session closes.
         A daily candle (labelled 00:00 UTC on its session date) closes with that session."""
         if daily:
-            session = self.calendar.date_to_session(open_time.date(), direction="next")
-            return _utc(self.calendar.session_close(session))
+            with _quiet():
+                session = self.calendar.date_to_session(open_time.date(), direction="next")
+                return _utc(self.calendar.session_close(session))
         return min(open_time + step, self.close_of(open_time))
 
     def next_candle_open(self, open_time: dt.datetime, step: dt.timedelta, daily: bool) -> dt.datetime:
         """The open of the candle after the one opened at `open_time`: the same session's next one, or
         the first of the next session (nights, weekends and holidays skipped)."""
         if daily:
-            session = self.calendar.date_to_session(open_time.date() + dt.timedelta(days=1), direction="next")
+            with _quiet():
+                session = self.calendar.date_to_session(open_time.date() + dt.timedelta(days=1), direction="next")
             return dt.datetime.combine(session.date(), dt.time(), dt.UTC)
         following = open_time + step
         if following < self.close_of(open_time) and self.is_open(following):

@@ -9,6 +9,7 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fakes.yahoo import RECORDINGS, FakeYahoo, Fault
 
@@ -45,11 +46,9 @@ class SimulatedTime:
         return False
 
 
-def empty(symbol: str = "SPY") -> Candles:
-    import numpy as np
-
+def empty(symbol: str = "SPY", timeframe: str = "1h") -> Candles:
     nothing = np.empty(0)
-    return Candles(symbol, "1h", nothing.astype(np.int64), nothing, nothing, nothing, nothing, nothing)
+    return Candles(symbol, timeframe, nothing.astype(np.int64), nothing, nothing, nothing, nothing, nothing)
 
 
 def make_feed(client: YahooClient, clock, emitted: list) -> tuple[YahooFeed, SimulatedTime]:
@@ -234,3 +233,34 @@ def test_an_unknown_symbol_stops_the_start_with_the_bot_history_untouched(yahoo,
     with pytest.raises(DataError, match="does not know NOPE"):
         run_bot(config, "bot.yaml", say=lambda s: None, yahoo={"client": client, "clock": clock})
     assert not live_store(config).exists("yahoo", "SPY", "1h")  # SPY's back-fill was not kept either
+
+
+def test_daily_candles_are_emitted_when_their_session_closes_holidays_skipped(yahoo, client, clock, timed):
+    clock.now = dt.datetime(2014, 12, 1, tzinfo=UTC)
+    emitted: list[tuple[dt.datetime, dt.datetime]] = []
+    history = empty("ORCL")
+    feed = YahooFeed(
+        client,
+        Candles(
+            "ORCL", "1d", history.timestamp, history.open, history.high, history.low, history.close, history.volume
+        ),
+        sessions=MarketSessions("XNYS"),
+        adjust="splits",
+        on_closed=lambda page: emitted.extend((clock.now, t) for t in page_times(page)),
+        poll_interval=POLL,
+        grace=GRACE,
+        clock=clock,
+        sleep=SimulatedTime(clock),
+    )
+    feed.backfill(5)
+    assert emitted[-1][1] == dt.datetime(2014, 11, 28, tzinfo=UTC)  # the Friday after Thanksgiving
+    run_until(feed, clock, dt.datetime(2014, 12, 31, 23, tzinfo=UTC))
+    live = emitted[5:]
+    assert len(live) == 22 and dt.datetime(2014, 12, 25, tzinfo=UTC) not in [t for _, t in live]
+    at = dict((t, a) for a, t in live)
+    assert at[dt.datetime(2014, 12, 24, tzinfo=UTC)] == dt.datetime(2014, 12, 24, 18, 0, 30, tzinfo=UTC)  # early close
+    assert at[dt.datetime(2014, 12, 31, tzinfo=UTC)] == dt.datetime(2014, 12, 31, 21, 0, 30, tzinfo=UTC)
+    requests = chart_request_times(yahoo, timed)
+    assert not [
+        t for t in requests if t.date() in (dt.date(2014, 12, 25), dt.date(2014, 12, 27), dt.date(2014, 12, 28))
+    ]
