@@ -37,7 +37,8 @@ def download_data(
     ),
     datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory (default: the config's).")] = None,
     configs: Annotated[
-        list[Path] | None, typer.Option("--config", "-c", help="Bot config whose `exchange` section to use.")
+        list[Path] | None,
+        typer.Option("--config", "-c", help="Bot config whose `exchange` (or `yahoo`) section to use."),
     ] = None,
 ) -> None:
     """Fill the candle store with an exchange's candles: only missing ranges, resumable, gaps reported."""
