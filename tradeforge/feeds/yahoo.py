@@ -158,6 +158,9 @@ class YahooClient:
         try:
             body = response.json()
         except ValueError:
+            if status >= 400:  # a refusal without Yahoo's JSON: asking again would get the same
+                raise DataError(f"{what}: Yahoo refused the request (HTTP {status})") from None
+            # A 200 without JSON is Yahoo's "Will be right back" page: it is down for a while.
             raise Temporary(f"{what}: Yahoo answered HTTP {status} without chart data") from None
         chart = body.get("chart") if isinstance(body, dict) else None
         error = (chart or {}).get("error")

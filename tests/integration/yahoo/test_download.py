@@ -262,3 +262,13 @@ def test_a_backtest_of_a_yahoo_config_reads_the_folder_of_its_adjustment(client,
     assert len(candles) == 251 and candles.close[0] < 37.84 / 2  # dividend-adjusted below the split-adjusted price
     with pytest.raises(DataError, match="download-data"):
         load_candles(config.model_copy(update={"yahoo": config.yahoo.model_copy(update={"adjust": "none"})}))
+
+
+def test_yahoos_will_be_right_back_page_is_retried_and_a_plain_refusal_is_not(yahoo, client, clock, store_dir):
+    yahoo.inject("/v8/finance/chart/", Fault(200, "<html>Will be right back...</html>"))
+    [report] = run(client, CandleStore(store_dir), clock, ["ORCL"])
+    assert report.added == 251 and report.requests == 1 and len(yahoo.chart_calls("ORCL")) == 2
+    yahoo.inject("/v8/finance/chart/", Fault(403, "<html>Forbidden</html>"), times=2)
+    with pytest.raises(DataError, match="HTTP 403"):
+        run(client, CandleStore(store_dir), clock, ["7203.T"])
+    assert len(yahoo.chart_calls("7203.T")) == 2  # yfinance's own second try, none of ours
