@@ -1,6 +1,7 @@
 """Yahoo Finance candles: the chart API through yfinance's HTTP client, parsed into our Candles.
 
-We use yfinance for what Yahoo keeps changing (browser-like session, cookie, crumb, consent page) and
+We use yfinance (>= 1.5.2: it accepts a plain requests Session again, and curl_cffi >= 0.16 sessions) for
+what Yahoo keeps changing (browser-like session, cookie, crumb, consent page) and
 read the `v8/finance/chart` JSON ourselves, because `Ticker.history()` hides the HTTP status (a rate
 limit or an outage looks like an unknown symbol), raises only under a process-wide setting, caches
 responses in-process and makes an extra request per symbol for its time zone.
