@@ -71,3 +71,15 @@ def test_bad_input_is_named_and_refused_before_any_request(tmp_path: Path):
                          "--adjust", "all", cwd=tmp_path)  # fmt: skip
     assert binance_adjust.returncode == 2 and "only for --source yahoo" in binance_adjust.stderr
     assert not (tmp_path / "user_data").exists()
+
+
+def test_a_paper_bot_on_yahoo_without_network_exits_2_saying_why(tmp_path: Path):
+    (tmp_path / "bot.yaml").write_text(
+        "name: yahoo-bot\nmode: paper\ndata_dir: user_data\nstrategy: {preset: sma_cross}\n"
+        "data: {source: yahoo, symbols: [AAPL], timeframe: 1h}\nyahoo: {retries: 1}\n"
+    )
+    assert cli("db", "upgrade", "--config", "bot.yaml", cwd=tmp_path).returncode == 0
+    done = cli("run", "--config", "bot.yaml", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot reach Yahoo Finance" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "user_data" / "live" / "yahoo-bot" / "yahoo").exists()
