@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -25,15 +26,24 @@ def download_data(
         str | None, typer.Option("--until", help="Last candle (UTC); default: the last closed one.")
     ] = None,
     exchange: Annotated[str, typer.Option("--exchange", help="Exchange (binance).")] = "binance",
+    source: Annotated[
+        str | None, typer.Option("--source", help="binance or yahoo (default: --exchange, i.e. binance).")
+    ] = None,
+    adjust: Annotated[
+        str | None, typer.Option("--adjust", help="yahoo: none, splits or all (default: the config's yahoo.adjust).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet (the store) or csv (the store plus a CSV copy).")] = (
         "parquet"
     ),
     datadir: Annotated[Path | None, typer.Option("--datadir", help="Data directory (default: the config's).")] = None,
     configs: Annotated[
-        list[Path] | None, typer.Option("--config", "-c", help="Bot config whose `exchange` section to use.")
+        list[Path] | None,
+        typer.Option("--config", "-c", help="Bot config whose `exchange` (or `yahoo`) section to use."),
     ] = None,
 ) -> None:
     """Fill the candle store with an exchange's candles: only missing ranges, resumable, gaps reported."""
+    if source == "yahoo":
+        return _download_yahoo(symbols, timeframe, since, until, adjust, fmt, datadir, configs)
     from tradeforge.cli import _parse_date
     from tradeforge.config.loader import load_config
     from tradeforge.config.schema import ExchangeConfig
@@ -52,6 +62,10 @@ def download_data(
         settings, data_dir = ExchangeConfig(), Path("user_data")
     if exchange != settings.name:
         problems.append(Problem("--exchange", f"supported: {settings.name}", exchange))
+    if source not in (None, settings.name):
+        problems.append(Problem("--source", f"supported: {settings.name}, yahoo", source))
+    if adjust is not None:
+        problems.append(Problem("--adjust", "only for --source yahoo", adjust))
     start = _parse_date(since, "--since")
     end = _parse_date(until, "--until", end_of_day=True)
     if start and end and start >= end:
@@ -94,6 +108,82 @@ def download_data(
     for r in reports:
         for gap in r.gaps[:10]:
             out.print(f"  {r.symbol}: {gap.missing} candles missing after {gap.after:%Y-%m-%d %H:%M} (exchange gap)")
+
+
+def _download_yahoo(
+    symbols: str,
+    timeframe: str,
+    since: str,
+    until: str | None,
+    adjust: str | None,
+    fmt: str,
+    datadir: Path | None,
+    configs: list[Path] | None,
+) -> None:
+    """`download-data --source yahoo`: Yahoo Finance candles into `<datadir>/yahoo[-adjust]/`."""
+    from tradeforge.cli import _parse_date
+    from tradeforge.config.loader import load_config
+    from tradeforge.config.schema import YahooConfig
+    from tradeforge.engine.yahoo import download_yahoo
+    from tradeforge.feeds.yahoo import ADJUST_MODES, check_request, store_folder
+
+    problems = []
+    if fmt not in _FORMATS:
+        problems.append(Problem("--format", f"use one of {', '.join(_FORMATS)}", fmt))
+    wanted = [s.strip() for s in symbols.split(",") if s.strip()]
+    if not wanted:
+        problems.append(Problem("--symbols", "give at least one symbol, e.g. AAPL,MSFT,EURUSD=X", symbols))
+    if configs:
+        config = load_config(configs)
+        settings, data_dir = config.yahoo, config.data_dir
+    else:
+        settings, data_dir = YahooConfig(), Path("user_data")
+    if adjust is not None and adjust not in ADJUST_MODES:
+        problems.append(Problem("--adjust", f"use one of {', '.join(ADJUST_MODES)}", adjust))
+    elif adjust is not None:
+        settings = settings.model_copy(update={"adjust": adjust})
+    start = _parse_date(since, "--since")
+    end = _parse_date(until, "--until", end_of_day=True)
+    if start and end and start >= end:
+        problems.append(Problem("--since", "must be before --until", since))
+    assert start is not None
+    try:  # the timeframe and Yahoo's history limit, reported together with the problems above
+        check_request(wanted or ["-"], timeframe, start, dt.datetime.now(dt.UTC), settings.adjust)
+    except ConfigError as exc:
+        problems += [p for p in exc.problems if p.where != "--adjust" or adjust is None or adjust in ADJUST_MODES]
+    if problems:
+        raise ConfigError(problems)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(symbol: str, done: int, total: int) -> None:
+            if symbol not in tasks:
+                tasks[symbol] = bar.add_task(f"{symbol} {timeframe}", total=total)
+            bar.update(tasks[symbol], completed=done)
+
+        reports = download_yahoo(
+            settings,
+            datadir or data_dir,
+            wanted,
+            timeframe,
+            start,
+            end,
+            fmt="csv" if fmt == "csv" else "parquet",
+            progress=progress,
+        )
+    title = f"yahoo {timeframe} (adjust: {settings.adjust}, folder {store_folder(settings.adjust)})"
+    table = Table("symbol", "added", "stored from", "stored to", "candles", "dropped", "splits", title=title)
+    for r in reports:
+        table.add_row(
+            r.symbol,
+            str(r.added) + (" (re-adjusted)" if r.refetched else ""),
+            f"{r.start:%Y-%m-%d %H:%M}" if r.start else "-",
+            f"{r.end:%Y-%m-%d %H:%M}" if r.end else "-",
+            str(r.rows),
+            str(r.dropped),
+            ", ".join(f"{at:%Y-%m-%d} ×{ratio:g}" for at, ratio in r.splits) or "-",
+        )
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Mode = Literal["backtest", "paper", "live"]
-DataSource = Literal["sample", "csv", "parquet", "store", "replay", "binance"]
+DataSource = Literal["sample", "csv", "parquet", "store", "replay", "binance", "yahoo"]
 
 
 class StrictModel(BaseModel):
@@ -36,7 +36,8 @@ class DataConfig(StrictModel):
     source: DataSource = Field(
         "sample",
         description="sample | csv | parquet | store | replay (stored candles played back as live) | binance "
-        "(live candles polled from the exchange, see `exchange`)",
+        "(live candles polled from the exchange, see `exchange`) | yahoo (delayed candles polled from Yahoo "
+        "Finance, see `yahoo`)",
     )
     path: str | None = Field(None, description="candle file for csv/parquet (and replay; default: the sample)")
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1, description="one or more")
@@ -127,6 +128,38 @@ class ExchangeConfig(StrictModel):
         return self
 
 
+class YahooConfig(StrictModel):
+    """Yahoo Finance behind `data.source: yahoo`: how prices are adjusted, which exchange calendar the
+    symbols follow, and how the paper feed polls. Yahoo needs no keys."""
+
+    adjust: Literal["none", "splits", "all"] = Field(
+        "splits",
+        description="prices as traded (none), split-adjusted as Yahoo serves them (splits), or also "
+        "dividend-adjusted (all, daily candles only); each has its own candle-store folder",
+    )
+    calendar: str | None = Field(
+        None,
+        description="exchange_calendars code (XNYS, XLON, 24/5, 24/7...); default: from the symbol's suffix",
+    )
+    poll_interval: float = Field(
+        60.0, gt=0, le=3600, description="paper feed: wait between two polls while a due candle is not served yet (s)"
+    )
+    grace: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="paper feed: a candle counts as closed this long after close + Yahoo's delay (s)",
+    )
+    warmup_candles: int = Field(
+        200, ge=1, le=5000, description="paper feed: candles back-filled on first start; the bot never trades on them"
+    )
+    timeout: float = Field(30.0, gt=0, le=300, description="HTTP timeout per request (s)")
+    retries: int = Field(
+        5, ge=1, le=50, description="attempts for a request that fails temporarily (network, 429, 5xx)"
+    )
+    retry_wait_max: float = Field(60.0, gt=0, le=600, description="longest wait between two attempts (s)")
+
+
 class MixinChoice(BaseModel):
     """`{name: sma_cross, fast: 10, slow: 30}`: a mixin name plus its parameters."""
 
@@ -188,6 +221,7 @@ class BotConfig(StrictModel):
     broker: BrokerConfig = Field(default_factory=lambda: BrokerConfig(), description="see `broker`")
     persistence: PersistenceConfig = Field(default_factory=lambda: PersistenceConfig(), description="see `persistence`")
     exchange: ExchangeConfig = Field(default_factory=lambda: ExchangeConfig(), description="see `exchange`")
+    yahoo: YahooConfig = Field(default_factory=lambda: YahooConfig(), description="see `yahoo`")
     cancel_open_orders_on_exit: bool = Field(
         False,
         description="a graceful stop (SIGINT/SIGTERM) cancels the bot's open orders; resting stops and targets "

@@ -22,6 +22,8 @@ def data_problems(config: BotConfig, data_override: str | None = None) -> list[P
         return [Problem("data.timeframe", str(exc), data.timeframe)]
     if data.source == "binance" and data_override is None:
         return []  # live candles: symbols and timeframe are checked against the exchange at start
+    if data.source == "yahoo" and data_override is None:
+        return []  # Yahoo's candles: checked when the feed starts; a backtest says to run download-data
     problems = []
     for symbol in data.symbols:
         try:
@@ -43,6 +45,8 @@ def _locate(config: BotConfig, symbol: str, data_override: str | None) -> Path:
         return sample_path(symbol, data.timeframe)
     if data.source in ("store", "binance"):  # a backtest of a live bot reads what download-data stored
         return CandleStore(config.data_dir).path_for(data.exchange, symbol, data.timeframe)
+    if data.source == "yahoo":  # likewise, from the folder of the configured adjustment
+        return CandleStore(config.data_dir).path_for(_yahoo_folder(config), symbol, data.timeframe)
     return data.path_for(symbol)
 
 
@@ -66,6 +70,8 @@ def load_candles(
             candles = load_sample(symbol, data.timeframe)
         elif data_override is None and data.source in ("store", "binance"):
             candles = CandleStore(config.data_dir).load(data.exchange, symbol, data.timeframe)
+        elif data_override is None and data.source == "yahoo":
+            candles = CandleStore(config.data_dir).load(_yahoo_folder(config), symbol, data.timeframe)
         else:
             candles = read_candles(_locate(config, symbol, data_override), symbol, data.timeframe, repair=data.repair)
         window = candles.between(start, end)
@@ -76,3 +82,9 @@ def load_candles(
             )
         loaded.append(window)
     return loaded
+
+
+def _yahoo_folder(config: BotConfig) -> str:
+    from tradeforge.feeds.yahoo import store_folder
+
+    return store_folder(config.yahoo.adjust)

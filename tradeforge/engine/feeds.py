@@ -4,7 +4,7 @@ candles from an exchange. Keeps run_bot free of per-source details."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,10 +60,17 @@ def build_feeds(
     resume_after_ns: int | None,
     say: Callable[[str], None] = print,
     client: ExchangeClient | None = None,
+    yahoo: Mapping[str, Any] | None = None,
 ) -> BotFeeds:
-    """Replay feeds for `data.source: replay`, live exchange feeds for `data.source: binance`."""
+    """Replay feeds for `data.source: replay`, live exchange feeds for `data.source: binance`, Yahoo's
+    delayed candles for `data.source: yahoo` (`yahoo` passes a client, clock and sleep to its feeds)."""
     if config.data.source == "binance":
         return _live_feeds(config, stop, say, client)
+    if config.data.source == "yahoo":
+        from tradeforge.engine.yahoo import yahoo_feeds
+
+        polled = yahoo_feeds(config, stop, live_store(config), say, **(yahoo or {}))
+        return BotFeeds(list(polled), lambda: [f.delivered() for f in polled], config.yahoo.warmup_candles)
     candles = load_candles(config)
     speed = None if config.data.speed == "max" else float(config.data.speed)
     feeds: list[bt.feeds.DataBase] = [

@@ -18,6 +18,7 @@ from tradeforge.config.schema import (
     ExchangeConfig,
     PersistenceConfig,
     StrategyConfig,
+    YahooConfig,
 )
 from tradeforge.strategies.registry import KIND_ORDER, Registry
 
@@ -28,6 +29,7 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("broker", BrokerConfig),
     ("persistence", PersistenceConfig),
     ("exchange", ExchangeConfig),
+    ("yahoo", YahooConfig),
     ("strategy", StrategyConfig),
 )
 _KIND_KEYS = {

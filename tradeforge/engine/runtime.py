@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -57,6 +57,8 @@ def config_hash(config: BotConfig) -> str:
     document = redacted(config)
     document["data"].pop("speed", None)
     relevant = {key: document[key] for key in ("strategy", "broker", "data")}
+    if config.data.source == "yahoo":  # the adjustment changes every price the bot decided on
+        relevant["yahoo"] = {"adjust": config.yahoo.adjust}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -158,9 +160,14 @@ def _candle_time(strategy: Strategy) -> dt.datetime:
 
 
 def run_bot(
-    config: BotConfig, config_hint: str, *, stop: threading.Event | None = None, say: Callable[[str], None] = print
+    config: BotConfig,
+    config_hint: str,
+    *,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = print,
+    yahoo: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
-    """Run a paper bot until its feed ends or `stop` is set."""
+    """Run a paper bot until its feed ends or `stop` is set (`yahoo`: client, clock, sleep for its feeds)."""
     started = time.monotonic()
     if config.mode == "live":
         raise ConfigError(
@@ -173,12 +180,12 @@ def run_bot(
                 )
             ]
         )
-    if config.data.source not in ("replay", "binance"):
+    if config.data.source not in ("replay", "binance", "yahoo"):
         raise ConfigError(
             [
                 Problem(
                     "data.source",
-                    "paper mode needs a live-style feed; use source: replay or source: binance",
+                    "paper mode needs a live-style feed; use source: replay, binance or yahoo",
                     config.data.source,
                 )
             ]
@@ -208,7 +215,7 @@ def run_bot(
             )
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
-        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say)
+        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo)
         if resume_after_ns is not None:
             say(
                 f"resuming {config.name}: re-reading history up to "

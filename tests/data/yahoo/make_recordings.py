@@ -1,0 +1,231 @@
+"""Regenerate the Yahoo chart-API recordings in this folder from real candles in ../shared/data.
+
+There is no network here, so these are not captures: they are assembled in the exact shape of Yahoo's
+`v8/finance/chart` answers (the fields yfinance 1.7.0's parser reads: chart.result[0].meta, timestamp,
+indicators.quote[0], indicators.adjclose, events.splits/dividends, chart.error) around real prices.
+The split and dividends in ORCL 2014 are placed for the tests, not Oracle's real corporate actions.
+Run: .venv/bin/python tests/data/yahoo/make_recordings.py
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+HERE = Path(__file__).parent
+SHARED = HERE.parents[2].parent / "shared" / "data"
+NY = ZoneInfo("America/New_York")
+
+
+def rows(name: str) -> list[dict[str, str]]:
+    with open(SHARED / name) as f:
+        return list(csv.DictReader(f))
+
+
+def meta(symbol: str, zone: str, gmtoffset: int, granularity: str, exchange: str, kind: str = "EQUITY") -> dict:
+    return {
+        "currency": "USD" if zone.startswith("America/New") else "JPY" if "Tokyo" in zone else "EUR",
+        "symbol": symbol,
+        "exchangeName": exchange,
+        "fullExchangeName": exchange,
+        "instrumentType": kind,
+        "firstTradeDate": 511021800,
+        "regularMarketTime": 0,
+        "hasPrePostMarketData": kind == "EQUITY",
+        "gmtoffset": gmtoffset,
+        "timezone": "EST"
+        if gmtoffset == -18000
+        else "EDT"
+        if gmtoffset == -14400
+        else "JST"
+        if gmtoffset == 32400
+        else "GMT",
+        "exchangeTimezoneName": zone,
+        "exchangeDataDelayedBy": 0,
+        "priceHint": 2,
+        "dataGranularity": granularity,
+        "range": "",
+        "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
+    }
+
+
+def chart(
+    meta_: dict, stamps: list[int], quote: dict, adjclose: list | None = None, events: dict | None = None
+) -> dict:
+    result: dict = {"meta": meta_, "timestamp": stamps, "indicators": {"quote": [quote]}}
+    if adjclose is not None:
+        result["indicators"]["adjclose"] = [{"adjclose": adjclose}]
+    if events:
+        result["events"] = events
+    return {"chart": {"result": [result], "error": None}}
+
+
+def num(v: str) -> float:
+    return round(float(v), 6)
+
+
+def orcl() -> None:
+    """ORCL daily 2014, stamped at 09:30 New York; a 2:1 split on 2014-09-02 and four dividends placed."""
+    data = [r for r in rows("yahoo_ORCL_1d.csv") if r["timestamp"].startswith("2014")]
+    split_day = dt.date(2014, 9, 2)
+    dividend_days = {
+        dt.date(2014, 1, 8): 0.12,
+        dt.date(2014, 4, 8): 0.12,
+        dt.date(2014, 7, 8): 0.12,
+        dt.date(2014, 10, 7): 0.06,
+    }
+    stamps, q = [], {"open": [], "high": [], "low": [], "close": [], "volume": []}
+    for r in data:
+        day = dt.date.fromisoformat(r["timestamp"][:10])
+        stamps.append(int(dt.datetime.combine(day, dt.time(9, 30), NY).timestamp()))
+        factor = 2.0 if day < split_day else 1.0  # Yahoo serves prices adjusted for every split so far
+        for k in ("open", "high", "low", "close"):
+            q[k].append(round(num(r[k]) / factor, 6))
+        q["volume"].append(int(float(r["volume"]) * factor))
+    # Missing values as Yahoo serves them: a placeholder row of nulls, a candle without volume, and one
+    # whose close is missing.
+    stamps.insert(40, stamps[40] - 3600)
+    for k in q:
+        q[k].insert(40, None)
+    q["volume"][60] = None
+    q["close"][80] = None
+    days = [dt.datetime.fromtimestamp(s, NY).date() for s in stamps]
+    multipliers = [1.0] * len(stamps)
+    events: dict = {"dividends": {}, "splits": {}}
+    for i, day in enumerate(days):
+        if day in dividend_days and q["close"][i] is not None:
+            amount = dividend_days[day]
+            previous = next(q["close"][j] for j in range(i - 1, -1, -1) if q["close"][j] is not None)
+            for j in range(i):
+                multipliers[j] *= 1 - amount / previous
+            events["dividends"][str(stamps[i])] = {"amount": amount, "date": stamps[i]}
+        if day == split_day:
+            events["splits"][str(stamps[i])] = {
+                "date": stamps[i],
+                "numerator": 2.0,
+                "denominator": 1.0,
+                "splitRatio": "2:1",
+            }
+    adj = [None if c is None else round(c * m, 6) for c, m in zip(q["close"], multipliers, strict=True)]
+    m = meta("ORCL", "America/New_York", -18000, "1d", "NYQ")
+    (HERE / "ORCL_1d.json").write_text(json.dumps(chart(m, stamps, q, adj, events)))
+    # The same symbol as Yahoo served it before the split: prices as traded, nothing after 2014-08-29.
+    before = [i for i, day in enumerate(days) if day < split_day]
+    q_before = {k: [v[i] for i in before] for k, v in q.items()}
+    for k in ("open", "high", "low", "close"):
+        q_before[k] = [None if v is None else round(v * 2.0, 6) for v in q_before[k]]
+    q_before["volume"] = [None if v is None else v // 2 for v in q_before["volume"]]
+    d_before = {k: v for k, v in events["dividends"].items() if int(k) < stamps[before[-1]] + 1}
+    adj_before = []
+    for i in before:
+        c = q_before["close"][before.index(i)]
+        mult = 1.0
+        for k, e in d_before.items():
+            if int(k) > stamps[i]:
+                j = stamps.index(int(k))
+                prev = next(
+                    q_before["close"][before.index(x)]
+                    for x in range(j - 1, -1, -1)
+                    if q_before["close"][before.index(x)] is not None
+                )
+                mult *= 1 - e["amount"] * 2.0 / prev
+        adj_before.append(None if c is None else round(c * mult, 6))
+    d_before = {k: {"amount": e["amount"] * 2.0, "date": e["date"]} for k, e in d_before.items()}
+    body = chart(m, [stamps[i] for i in before], q_before, adj_before, {"dividends": d_before})
+    (HERE / "ORCL_1d_before_split.json").write_text(json.dumps(body))
+
+
+def foreign_daily() -> None:
+    """Daily candles of exchanges east and south of UTC: Tokyo stamps 00:00 JST (15:00 UTC the day
+    before); Sao Paulo 00:00 local, once 23:00 the evening before (the DST slip yfinance corrects)."""
+    data = [r for r in rows("yahoo_ORCL_1d.csv") if r["timestamp"].startswith("2014-03")][:10]
+    for symbol, zone, offset, exchange, slip in (
+        ("7203.T", "Asia/Tokyo", 32400, "JPX", None),
+        ("PETR4.SA", "America/Sao_Paulo", -10800, "SAO", 3),
+    ):
+        stamps = []
+        q = {"open": [], "high": [], "low": [], "close": [], "volume": []}
+        for i, r in enumerate(data):
+            day = dt.date.fromisoformat(r["timestamp"][:10])
+            local = dt.datetime.combine(day, dt.time(), ZoneInfo(zone))
+            if i == slip:
+                local -= dt.timedelta(hours=1)
+            stamps.append(int(local.timestamp()))
+            for k in ("open", "high", "low", "close"):
+                q[k].append(num(r[k]) * (50 if symbol == "7203.T" else 0.5))
+            q["volume"].append(int(float(r["volume"])))
+        body = chart(meta(symbol, zone, offset, "1d", exchange), stamps, q, list(q["close"]))
+        (HERE / f"{symbol}_1d.json").write_text(json.dumps(body))
+
+
+def spy_hourly() -> None:
+    """NYSE 1h candles 2024-07-01..09 (an early close on 3 July, the 4 July holiday, a weekend), prices
+    from the real 5-minute index candles aggregated by twelve."""
+    five = rows("backtrader_2006-min-005_5m.csv")
+    days = [dt.date(2024, 7, d) for d in (1, 2, 3, 5, 8, 9)]
+    stamps, q = [], {"open": [], "high": [], "low": [], "close": [], "volume": []}
+    cursor = 0
+    for day in days:
+        close = dt.time(13, 0) if day == dt.date(2024, 7, 3) else dt.time(16, 0)
+        start = dt.datetime.combine(day, dt.time(9, 30), NY)
+        end = dt.datetime.combine(day, close, NY)
+        while start < end:
+            n = min(12, int((end - start).total_seconds() // 300))
+            chunk = five[cursor : cursor + n]
+            cursor += n
+            stamps.append(int(start.timestamp()))
+            q["open"].append(num(chunk[0]["open"]) / 10)
+            q["high"].append(max(num(c["high"]) for c in chunk) / 10)
+            q["low"].append(min(num(c["low"]) for c in chunk) / 10)
+            q["close"].append(num(chunk[-1]["close"]) / 10)
+            q["volume"].append(1_000_000 + 1000 * len(stamps))
+            start += dt.timedelta(hours=1)
+    m = meta("SPY", "America/New_York", -14400, "1h", "PCX", "ETF")
+    (HERE / "SPY_1h.json").write_text(json.dumps(chart(m, stamps, q)))
+
+
+def msft_minutes() -> None:
+    """MSFT 1m, the first ten minutes of twelve sessions from 2024-06-17: enough to need two requests
+    (Yahoo serves 7 days of 1m candles per request)."""
+    five = rows("backtrader_2006-min-005_5m.csv")
+    stamps, q = [], {"open": [], "high": [], "low": [], "close": [], "volume": []}
+    day, cursor = dt.date(2024, 6, 17), 0
+    while len(stamps) < 120:
+        if day.weekday() < 5 and day != dt.date(2024, 6, 19):  # Juneteenth
+            for minute in range(10):
+                r = five[cursor]
+                cursor += 1
+                stamps.append(int(dt.datetime.combine(day, dt.time(9, 30 + minute), NY).timestamp()))
+                for k in ("open", "high", "low", "close"):
+                    q[k].append(num(r[k]) / 10)
+                q["volume"].append(10_000 + cursor)
+        day += dt.timedelta(days=1)
+    m = meta("MSFT", "America/New_York", -14400, "1m", "NMS")
+    (HERE / "MSFT_1m.json").write_text(json.dumps(chart(m, stamps, q)))
+
+
+def eurusd_hourly() -> None:
+    """EURUSD=X 1h over a weekend (no candles Saturday and Sunday), volume 0 as Yahoo serves FX."""
+    eth = [r for r in rows("binance_ETH-USDT_1h.csv") if r["timestamp"] >= "2022-03-04"][: 24 * 7]
+    stamps, q = [], {"open": [], "high": [], "low": [], "close": [], "volume": []}
+    for r in eth:
+        moment = dt.datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
+        if moment.weekday() >= 5:
+            continue
+        stamps.append(int(moment.timestamp()))
+        for k in ("open", "high", "low", "close"):
+            q[k].append(round(num(r[k]) / 2500, 6))
+        q["volume"].append(0)
+    m = meta("EURUSD=X", "Europe/London", 0, "1h", "CCY", "CURRENCY")
+    (HERE / "EURUSD=X_1h.json").write_text(json.dumps(chart(m, stamps, q)))
+
+
+if __name__ == "__main__":
+    orcl()
+    foreign_daily()
+    spy_hourly()
+    msft_minutes()
+    eurusd_hourly()

@@ -1,0 +1,123 @@
+"""Yahoo-backed services for the CLI and the runtime: the candle download and the paper feeds.
+
+Kept apart from engine/exchange.py (the ccxt venues): Yahoo has no markets list, no keys and no orders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradeforge.config.schema import BotConfig, YahooConfig
+from tradeforge.engine.exchange import Format, export_csv
+from tradeforge.feeds.candles import Candles
+from tradeforge.feeds.sessions import MarketSessions, calendar_code
+from tradeforge.feeds.store import CandleStore
+from tradeforge.feeds.yahoo import YahooClient, YahooFeed, YahooReport, check_request, download, store_folder
+from tradeforge.resilience.errors import Temporary
+from tradeforge.resilience.exchange import RetryPolicy
+
+
+def yahoo_client(
+    config: YahooConfig, session: Any = None, *, sleep: Callable[[float], None] | None = None
+) -> YahooClient:
+    """yfinance's client (its own browser-like session unless one is given), retried per the config."""
+    retry = RetryPolicy(attempts=config.retries, maximum=config.retry_wait_max)
+    if sleep is None:
+        return YahooClient(session, retry, timeout=config.timeout)
+    return YahooClient(session, retry, sleep=sleep, timeout=config.timeout)
+
+
+def download_yahoo(
+    config: YahooConfig,
+    data_dir: Path,
+    symbols: Sequence[str],
+    timeframe: str,
+    since: dt.datetime,
+    until: dt.datetime | None = None,
+    *,
+    fmt: Format = "parquet",
+    progress: Callable[[str, int, int], None] | None = None,
+    client: YahooClient | None = None,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+) -> list[YahooReport]:
+    """Fill `<data_dir>/yahoo[-adjust]/` with the missing candles; with fmt csv also export each series."""
+    client = client or yahoo_client(config)
+    store = CandleStore(data_dir)
+    try:
+        reports = download(
+            client, store, symbols, timeframe, since, until, adjust=config.adjust, now=now, progress=progress
+        )
+    except Temporary as exc:
+        raise Temporary(f"{exc}; gave up after {client.retry.attempts} attempts, nothing was stored") from exc
+    if fmt == "csv":
+        folder = store_folder(config.adjust)
+        for report in reports:
+            if store.exists(folder, report.symbol, timeframe):
+                export_csv(store, folder, report.symbol, timeframe)
+    return reports
+
+
+def yahoo_feeds(
+    config: BotConfig,
+    stop: threading.Event,
+    store: CandleStore,
+    say: Callable[[str], None],
+    *,
+    client: YahooClient | None = None,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    sleep: Callable[[float], object] | None = None,
+) -> list[YahooFeed]:
+    """One polling feed per symbol over the bot's own candle history, each back-filled before it starts."""
+    settings, data = config.yahoo, config.data
+    now = clock()
+    where = ("data.symbols", "data.timeframe", "data.start", "yahoo.adjust")
+    check_request(data.symbols, data.timeframe, now, now, settings.adjust, where=where)
+    sessions = {s: MarketSessions(calendar_code(s, settings.calendar)) for s in data.symbols}
+    client = client or yahoo_client(settings)
+    folder = store_folder(settings.adjust)
+    # Back-filled candles are kept until every symbol's back-fill succeeded: an unknown symbol or an
+    # unreachable Yahoo stops the start with the bot's history as it was.
+    backfilled: list[Candles] = []
+    started = False
+
+    def keep(page: Candles) -> None:
+        if started:
+            store.save(folder, page)
+        else:
+            backfilled.append(page)
+
+    feeds = []
+    for symbol in data.symbols:
+        if store.exists(folder, symbol, data.timeframe):
+            history = store.load(folder, symbol, data.timeframe)
+        else:
+            empty = np.empty(0)
+            history = Candles(symbol, data.timeframe, empty.astype(np.int64), empty, empty, empty, empty, empty)
+        feed = YahooFeed(
+            client,
+            history,
+            sessions=sessions[symbol],
+            adjust=settings.adjust,
+            on_closed=keep,
+            poll_interval=settings.poll_interval,
+            grace=settings.grace,
+            stop=stop,
+            clock=clock,
+            sleep=sleep,
+        )
+        added = feed.backfill(settings.warmup_candles)
+        say(
+            f"{symbol} {data.timeframe}: {len(history)} stored candles, {added} back-filled from Yahoo Finance "
+            f"({sessions[symbol].code} sessions, adjust: {settings.adjust})"
+        )
+        feeds.append(feed)
+    for page in backfilled:
+        store.save(folder, page)
+    started = True
+    return feeds
