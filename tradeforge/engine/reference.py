@@ -11,7 +11,17 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from tradeforge.config.schema import BotConfig, BrokerConfig, DataConfig, PersistenceConfig, StrategyConfig
+from tradeforge.config.schema import (
+    BotConfig,
+    BrokerConfig,
+    DataConfig,
+    DeliveryConfig,
+    EmailConfig,
+    NotificationsConfig,
+    PersistenceConfig,
+    StrategyConfig,
+    TelegramConfig,
+)
 from tradeforge.strategies.registry import KIND_ORDER, Registry
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
@@ -21,6 +31,10 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("broker", BrokerConfig),
     ("persistence", PersistenceConfig),
     ("strategy", StrategyConfig),
+    ("notifications", NotificationsConfig),
+    ("notifications.telegram", TelegramConfig),
+    ("notifications.email", EmailConfig),
+    ("notifications.delivery", DeliveryConfig),
 )
 _KIND_KEYS = {
     "entry": "strategy.entry: {name: NAME, ...}",
