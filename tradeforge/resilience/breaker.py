@@ -56,6 +56,7 @@ class CircuitBreaker:
 
     def _set(self, state: str) -> None:
         previous, self.state = self.state, state
-        log.warning("circuit breaker %s: %s -> %s", self.name, previous, state)
+        level = logging.DEBUG if state == self.HALF_OPEN else logging.WARNING
+        log.log(level, "circuit breaker %s: %s -> %s", self.name, previous, state)
         if self.on_change is not None:
             self.on_change(self.name, state)
