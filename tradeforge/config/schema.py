@@ -211,6 +211,9 @@ class NotificationsConfig(StrictModel):
     delivery: DeliveryConfig = Field(
         default_factory=lambda: DeliveryConfig(), description="see `notifications.delivery`"
     )
+    templates: dict[AlertKind, str] = Field(
+        default_factory=dict, description="message text per alert kind, e.g. {trade_closed: 'closed {symbol} {pnl}'}"
+    )
 
 
 class BotConfig(StrictModel):

@@ -26,6 +26,7 @@ import backtrader as bt
 from tradeforge.brokers.paper import PaperBroker, money
 from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
+from tradeforge.engine.alerts import BotAlerts
 from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.data import load_candles
 from tradeforge.engine.journal import RepositoryJournal
@@ -80,7 +81,9 @@ class BotListener:
         owner: str,
         resume_after_ns: int | None,
         say: Callable[[str], None],
+        alerts: BotAlerts | None = None,
     ) -> None:
+        self.alerts = alerts
         self.repository = repository
         self.journal = journal
         self.timeframe = timeframe
@@ -106,6 +109,8 @@ class BotListener:
             self._last_heartbeat = time.monotonic()
 
     def on_trade(self, strategy: Strategy, book: Any, trade: TradeRecord) -> None:
+        if self.alerts is not None:
+            self.alerts.trade_closed(trade)  # marked replayed while catching up: see engine/alerts.py
         if self.journal.catching_up:
             return
         self.say(
@@ -151,6 +156,7 @@ def run_bot(
     stop = stop or threading.Event()
     owner = repository.acquire_lock()
     status = "stopped"
+    alerts = BotAlerts.start(config, repository, owner, say)
     try:
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
         journal = RepositoryJournal(repository)
@@ -173,18 +179,24 @@ def run_bot(
             )
         speed = None if config.data.speed == "max" else float(config.data.speed)
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
-        cerebro.broker = PaperBroker(journal)
+        cerebro.broker = PaperBroker(alerts.journal(journal, cerebro.datas))
         configure_broker(cerebro.broker, config)
         for series in candles:
             cerebro.adddata(ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns))
-        listener = BotListener(repository, journal, config.data.timeframe, owner, resume_after_ns, say)
+        listener = BotListener(repository, journal, config.data.timeframe, owner, resume_after_ns, say, alerts)
+        alerts.started(journal, resume_after_ns)
         cerebro.addstrategy(resolved.cls, **resolved.params, events=listener)
         strategy: Strategy = cerebro.run()[0]
         status = "stopped" if stop.is_set() else "finished"
         result = collect_result(config, candles, resolved, strategy, config.broker.cash)
         return RunOutcome(result, journal.adopted, stop.is_set())
+    except Exception as exc:
+        alerts.failed(exc)
+        raise
     finally:
         repository.release_lock(owner, status)
+        alerts.stopped(status)
+        alerts.close()
 
 
 def bot_status(config: BotConfig, config_hint: str) -> dict[str, Any]:

@@ -245,7 +245,7 @@ class Notifier:
     ) -> None:
         ids = [row.id for row in group]
         head = group[0]
-        message = self.renderer.render(head.kind, [row.data for row in group])
+        message = self.renderer.render([(row.kind, row.data) for row in group])
         try:
             self.outbox.attempting(ids, self.clock())
             await channel.send(destination, message, [row.dedupe_key for row in group])
@@ -302,14 +302,15 @@ class Notifier:
 
 
 def _burst(rows: list[OutboxRow], window: dt.timedelta) -> list[OutboxRow]:
-    """The head row plus the following rows of the same batchable kind within the batch window."""
+    """The head row plus the following order-activity rows (placed, filled, cancelled, trade opened)
+    within the batch window: a burst of similar alerts becomes one message."""
     head = rows[0]
     if head.kind not in BATCHABLE:
         return [head]
     group = [head]
     for row in rows[1:]:
         if (
-            row.kind != head.kind
+            row.kind not in BATCHABLE
             or row.created_at - head.created_at > window
             or row.next_attempt_at != head.next_attempt_at
         ):

@@ -83,14 +83,16 @@ class Renderer:
         except (ValueError, IndexError) as exc:  # a broken user template must not lose the alert
             return f"{kind}: {dict(data)} (template error: {exc})"
 
-    def render(self, kind: str, items: Sequence[Mapping[str, Any]]) -> Rendered:
-        """One message for one alert or a merged burst of alerts of the same kind."""
-        title = TITLES.get(kind, kind)
+    def render(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> Rendered:
+        """One message for one alert or a merged burst of alerts (kind, data)."""
+        kinds = {kind for kind, _ in items}
+        first = items[0][0]
+        title = TITLES.get(first, first)
         if len(items) > 1:
-            title = f"{len(items)} × {title.lower()}"
+            title = f"{len(items)} × {title.lower()}" if len(kinds) == 1 else f"{len(items)} order updates"
         subject = f"[{self.bot}] {title}"
-        text = "\n".join(self.line(kind, item, escape=False) for item in items)
-        body = "\n".join(self.line(kind, item, escape=True) for item in items)
+        text = "\n".join(self.line(kind, data, escape=False) for kind, data in items)
+        body = "\n".join(self.line(kind, data, escape=True) for kind, data in items)
         return Rendered(subject, f"{subject}\n{text}", f"<b>{html.escape(subject, quote=False)}</b>\n{body}")
 
 

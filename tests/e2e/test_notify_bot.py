@@ -1,0 +1,139 @@
+"""A paper bot with Telegram alerts (real python-telegram-bot, fake Bot API on loopback): every
+order and trade is alerted, in order; a Telegram outage during the run changes no trading result
+and loses no alert; replayed history after a restart is not alerted again."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_bot_api import FakeBotApi, running
+
+from tradeforge.config.loader import load_config
+from tradeforge.engine.runtime import run_bot
+from tradeforge.notifications.outbox import Outbox
+from tradeforge.persistence.database import make_engine
+from tradeforge.persistence.migrate import upgrade
+from tradeforge.persistence.repository import Repository
+
+BOT = """\
+name: alert-bot
+mode: paper
+data_dir: {root}/user_data
+data: {{source: replay, symbols: [BTC/USDT], timeframe: 1h, speed: {speed}, end: 2023-02-01}}
+strategy:
+  entry: {{name: sma_cross, fast: 5, slow: 20}}
+  exits: {{stop_loss: {{pct: 0.02}}}}
+  sizing: {{name: percent_equity, pct: 90}}
+"""
+ALERTS = """\
+notifications:
+  telegram: {{chat_ids: [111], api_base_url: '{base_url}', per_chat_interval_s: 0.0, timeout_s: 0.5}}
+  delivery:
+    {{backoff_initial_s: 0.05, backoff_max_s: 0.3, breaker_failures: 3, breaker_reset_s: 0.3, batch_window_s: 0.2}}
+"""
+CLIENT_ID = re.compile(r"order (tf[0-9a-f]{6}-\d+-\d+)")
+
+
+def bot(root: Path, api: FakeBotApi | None = None, speed: str = "max") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "bot.yaml"
+    config.write_text(BOT.format(root=root, speed=speed) + (ALERTS.format(base_url=api.base_url) if api else ""))
+    upgrade(make_engine(f"sqlite:///{root}/user_data/tradeforge.sqlite"))
+    return config
+
+
+def run(config: Path, stop: threading.Event | None = None) -> list[str]:
+    said: list[str] = []
+    run_bot(load_config(config), str(config), stop=stop, say=said.append)
+    return said
+
+
+def repository(config: Path) -> Repository:
+    return Repository.attach(make_engine(f"sqlite:///{config.parent}/user_data/tradeforge.sqlite"), "alert-bot", "", "")
+
+
+def outbox(config: Path) -> Outbox:
+    repo = repository(config)
+    return Outbox(repo.engine, repo.bot_id)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    config = bot(tmp_path_factory.mktemp("reference"))
+    run(config)
+    return repository(config).trade_records()
+
+
+def test_every_order_and_trade_is_alerted_in_order_and_trading_is_unchanged(
+    tmp_path: Path, reference: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running() as api:
+        monkeypatch.setenv("TRADEFORGE_TELEGRAM_TOKEN", api.token)
+        config = bot(tmp_path, api)
+        run(config)
+    assert repository(config).trade_records() == reference
+    texts = api.texts(111)
+    assert "alert-bot started" in texts[0] and "alert-bot stopped: replay finished" in texts[-1]
+    rows = outbox(config).rows()
+    assert {r.status for r in rows} == {"delivered"}
+    closed = [t for t in reference if t["exit_reason"] != "open"]
+    assert sum(t.count("🔴 closed") for t in texts) == len(closed) > 3
+    sent_ids = CLIENT_ID.findall("\n".join(texts))
+    stored_ids = [r.data["client_order_id"] for r in rows if r.kind.startswith("order_")]
+    assert sent_ids == stored_ids, "alerts went out in the order they happened"
+    assert {o.client_order_id for o in repository(config).orders()} <= set(sent_ids)
+
+
+def test_a_telegram_outage_during_the_run_changes_nothing_and_every_alert_follows_in_order(
+    tmp_path: Path, reference: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 10-minute outage, shortened: Bot API down (502) from the start for 1.5 s of a ~3 s paced run."""
+    with running(FakeBotApi(mode="5xx")) as api:
+        monkeypatch.setenv("TRADEFORGE_TELEGRAM_TOKEN", api.token)
+        config = bot(tmp_path, api, speed="1000000")  # 3.6 ms a candle: a ~3 s run
+        recover = threading.Timer(1.5, lambda: setattr(api, "mode", "ok"))
+        recover.start()
+        started = time.monotonic()
+        run(config)
+        recover.join()
+    assert time.monotonic() - started > 1.5, "the outage happened during the run"
+    assert repository(config).trade_records() == reference
+    rows = outbox(config).rows()
+    assert {r.status for r in rows} == {"delivered"}
+    assert any(r.attempts > 1 for r in rows), "some alerts waited out the outage"
+    texts = api.texts(111)
+    assert CLIENT_ID.findall("\n".join(texts)) == [
+        r.data["client_order_id"] for r in rows if r.kind.startswith("order_")
+    ]
+
+
+def test_a_restart_does_not_alert_replayed_history_again(
+    tmp_path: Path, reference: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running() as api:
+        monkeypatch.setenv("TRADEFORGE_TELEGRAM_TOKEN", api.token)
+        config = bot(tmp_path, api)
+        run(config)
+        first = len(api.texts())
+        said = run(config)
+    assert any("resuming alert-bot" in line for line in said)
+    again = api.texts()[first:]
+    assert len(again) == 3, again
+    assert "started" in again[0] and "recovered after a restart" in again[1] and "stopped" in again[2]
+    assert repository(config).trade_records() == reference
+
+
+def test_missing_token_warns_and_the_bot_trades_as_usual(
+    tmp_path: Path, reference: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRADEFORGE_TELEGRAM_TOKEN", raising=False)
+    config = bot(tmp_path, FakeBotApi(port=9))
+    said = run(config)
+    assert any("TRADEFORGE_TELEGRAM_TOKEN is not set" in line for line in said)
+    assert repository(config).trade_records() == reference
+    assert {r.status for r in outbox(config).rows()} == {"pending"}, "kept for a start with a token"
