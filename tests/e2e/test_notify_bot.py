@@ -4,6 +4,7 @@ and loses no alert; replayed history after a restart is not alerted again."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import threading
 import time
@@ -137,3 +138,31 @@ def test_missing_token_warns_and_the_bot_trades_as_usual(
     assert any("TRADEFORGE_TELEGRAM_TOKEN is not set" in line for line in said)
     assert repository(config).trade_records() == reference
     assert {r.status for r in outbox(config).rows()} == {"pending"}, "kept for a start with a token"
+
+
+def test_notifications_failed_lists_dead_letters_and_retry_resends_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tradeforge.cli import app
+    from tradeforge.notifications.alerts import Alert
+
+    with running() as api:
+        monkeypatch.setenv("TRADEFORGE_TELEGRAM_TOKEN", api.token)
+        monkeypatch.setenv("COLUMNS", "200")
+        config = bot(tmp_path, api)
+        box = outbox(config)
+        moment = datetime.datetime(2023, 1, 5, tzinfo=datetime.UTC)
+        box.add([("telegram:111", Alert("error", "e1", moment, {"message": "feed stalled on BTC/USDT"}))], moment)
+        box.dead_letter([box.rows()[0].id], "Rejected: Telegram refused the message: chat not found")
+        runner = CliRunner()
+        listed = runner.invoke(app, ["notifications", "--config", str(config), "--failed"])
+        assert listed.exit_code == 0, listed.output
+        assert "chat not found" in listed.output and "telegram:111" in listed.output
+        assert "0 pending, 0 delivered, 1 failed" in listed.output
+        retried = runner.invoke(app, ["notifications", "--config", str(config), "--retry", "--wait", "10"])
+        assert retried.exit_code == 0, retried.output
+        assert "1 dead-lettered alerts back in the queue" in retried.output
+        assert "0 pending, 1 delivered, 0 failed" in retried.output
+    assert ["feed stalled on BTC/USDT" in t for t in api.texts()] == [True]
