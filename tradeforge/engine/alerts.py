@@ -22,6 +22,7 @@ from tradeforge.notifications.alerts import Alert
 from tradeforge.notifications.channels.base import Channel
 from tradeforge.notifications.channels.email import EmailChannel
 from tradeforge.notifications.channels.telegram import TelegramChannel
+from tradeforge.notifications.commands import Control, TelegramCommands
 from tradeforge.notifications.credentials import read_secret
 from tradeforge.notifications.manager import Notifier
 from tradeforge.notifications.outbox import Outbox
@@ -75,9 +76,10 @@ class BotAlerts:
         repository: Repository,
         owner: str,
         say: Callable[[str], None],
-        background: Sequence[Callable[[Notifier], Any]] = (),
+        control: Control | None = None,
     ) -> BotAlerts:
-        """Start delivery when a channel is configured (bad credentials warn; trading goes on)."""
+        """Start delivery (and Telegram commands, given a control) when a channel is configured; bad
+        credentials warn, trading goes on."""
         if config.notifications.telegram is None and config.notifications.email is None:
             return cls(None, config, owner)
 
@@ -87,7 +89,10 @@ class BotAlerts:
 
         channels = build_channels(config, warn)
         outbox = Outbox(repository.engine, repository.bot_id)
-        extra = list(background)
+        extra: list[Callable[[Notifier], Any]] = []
+        for channel in channels:
+            if isinstance(channel, TelegramChannel) and channel.token and channel.config.commands and control:
+                extra.append(TelegramCommands(channel, control).run)
         if config.notifications.daily_summary_at is not None:
             extra.append(daily_summary(repository, config.notifications.daily_summary_at))
         notifier = Notifier(

@@ -28,6 +28,7 @@ from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.alerts import BotAlerts
 from tradeforge.engine.backtest import collect_result, configure_broker
+from tradeforge.engine.control import BotControl
 from tradeforge.engine.data import load_candles
 from tradeforge.engine.journal import RepositoryJournal
 from tradeforge.engine.results import BacktestResult
@@ -156,7 +157,8 @@ def run_bot(
     stop = stop or threading.Event()
     owner = repository.acquire_lock()
     status = "stopped"
-    alerts = BotAlerts.start(config, repository, owner, say)
+    control = BotControl(repository, stop, config.name)
+    alerts = BotAlerts.start(config, repository, owner, say, control)
     try:
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
         journal = RepositoryJournal(repository)
@@ -185,7 +187,7 @@ def run_bot(
             cerebro.adddata(ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns))
         listener = BotListener(repository, journal, config.data.timeframe, owner, resume_after_ns, say, alerts)
         alerts.started(journal, resume_after_ns)
-        cerebro.addstrategy(resolved.cls, **resolved.params, events=listener)
+        cerebro.addstrategy(resolved.cls, **resolved.params, events=control.listen(listener))
         strategy: Strategy = cerebro.run()[0]
         status = "stopped" if stop.is_set() else "finished"
         result = collect_result(config, candles, resolved, strategy, config.broker.cash)
