@@ -79,7 +79,7 @@ def test_every_order_and_trade_is_alerted_in_order_and_trading_is_unchanged(
         run(config)
     assert repository(config).trade_records() == reference
     texts = api.texts(111)
-    assert "alert-bot started" in texts[0] and "alert-bot stopped: replay finished" in texts[-1]
+    assert "alert-bot started at" in texts[0] and "replay finished" in texts[-1]
     rows = outbox(config).rows()
     assert {r.status for r in rows} == {"delivered"}
     closed = [t for t in reference if t["exit_reason"] != "open"]

@@ -132,7 +132,7 @@ class BotAlerts:
                 "bot_started",
                 f"run:{self.owner}:started",
                 now,
-                {"mode": config.mode, "symbols": ", ".join(config.data.symbols)},
+                {"mode": config.mode, "symbols": ", ".join(config.data.symbols), "at": f"{now:%Y-%m-%d %H:%M:%S} UTC"},
             )
         )
         if resume_after is not None:
@@ -151,7 +151,8 @@ class BotAlerts:
     def stopped(self, status: str) -> None:
         now = dt.datetime.now(dt.UTC)
         reason = {"finished": "replay finished", "stopped": "stopped on request"}.get(status, status)
-        self.send(Alert("bot_stopped", f"run:{self.owner}:stopped", now, {"reason": reason}))
+        data = {"reason": reason, "at": f"{now:%Y-%m-%d %H:%M:%S} UTC"}
+        self.send(Alert("bot_stopped", f"run:{self.owner}:stopped", now, data))
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is pending for up to `timeout` s; the rest goes out at the next start."""

@@ -27,9 +27,6 @@ DEFAULT_LEVEL = {
     "command": "info",
 }
 
-# Kinds whose bursts are merged into one message (e.g. 20 fills within the batch window).
-BATCHABLE = frozenset({"order_placed", "order_filled", "order_cancelled", "trade_opened"})
-
 # Kinds caused by trading, stamped with the candle time: a restart re-derives them from replayed history.
 TRADING = frozenset(
     {
@@ -43,6 +40,11 @@ TRADING = frozenset(
         "protection_triggered",
     }
 )
+
+# Kinds whose bursts are merged into one message (e.g. 20 fills within the batch window, or the
+# backlog after an outage): Telegram allows one message a second per chat, a replay makes hundreds.
+BATCHABLE = TRADING
+MAX_BATCH = 40  # alerts per merged message: about two Telegram messages of text at most
 
 
 @dataclass(frozen=True, slots=True)

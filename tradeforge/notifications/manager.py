@@ -27,7 +27,7 @@ from typing import Any, cast
 from tenacity import RetryCallState, wait_random_exponential
 
 from tradeforge.config.schema import DeliveryConfig
-from tradeforge.notifications.alerts import BATCHABLE, Alert
+from tradeforge.notifications.alerts import BATCHABLE, MAX_BATCH, Alert
 from tradeforge.notifications.channels.base import Channel
 from tradeforge.notifications.outbox import Outbox, OutboxRow
 from tradeforge.notifications.render import Renderer
@@ -237,8 +237,8 @@ class Notifier:
             if wait > 0:
                 await asyncio.sleep(min(wait, 0.5))
                 continue
-            last_sent = time.monotonic()
             await self._attempt(destination, channel, breaker, group)
+            last_sent = time.monotonic()  # counted from the answer: the next request reaches the server later
 
     async def _attempt(
         self, destination: str, channel: Channel, breaker: CircuitBreaker, group: list[OutboxRow]
@@ -302,15 +302,16 @@ class Notifier:
 
 
 def _burst(rows: list[OutboxRow], window: dt.timedelta) -> list[OutboxRow]:
-    """The head row plus the following order-activity rows (placed, filled, cancelled, trade opened)
-    within the batch window: a burst of similar alerts becomes one message."""
+    """The head row plus the following trading alerts (orders, trades, stops) created within the
+    batch window after it, at most MAX_BATCH: a burst of similar alerts becomes one message."""
     head = rows[0]
     if head.kind not in BATCHABLE:
         return [head]
     group = [head]
     for row in rows[1:]:
         if (
-            row.kind not in BATCHABLE
+            len(group) >= MAX_BATCH
+            or row.kind not in BATCHABLE
             or row.created_at - head.created_at > window
             or row.next_attempt_at != head.next_attempt_at
         ):

@@ -14,8 +14,8 @@ TELEGRAM_LIMIT = 4096
 MAX_PARTS = 5  # beyond this a message is trimmed: an alert is not a log dump
 
 TEMPLATES: dict[str, str] = {
-    "bot_started": "▶️ {bot} started ({mode}, {symbols})",
-    "bot_stopped": "⏹ {bot} stopped: {reason}",
+    "bot_started": "▶️ {bot} started at {at} ({mode}, {symbols})",
+    "bot_stopped": "⏹ {bot} stopped at {at}: {reason}",
     "bot_recovered": "♻️ {bot} recovered after a restart: {summary}",
     "order_placed": "📝 {side} {amount} {symbol} {type} ({role}{reason_suffix}) order {client_order_id}",
     "order_filled": "✅ filled {side} {amount} {symbol} @ {price} ({role}) order {client_order_id}",
@@ -89,7 +89,7 @@ class Renderer:
         first = items[0][0]
         title = TITLES.get(first, first)
         if len(items) > 1:
-            title = f"{len(items)} × {title.lower()}" if len(kinds) == 1 else f"{len(items)} order updates"
+            title = f"{len(items)} × {title.lower()}" if len(kinds) == 1 else f"{len(items)} trading updates"
         subject = f"[{self.bot}] {title}"
         text = "\n".join(self.line(kind, data, escape=False) for kind, data in items)
         body = "\n".join(self.line(kind, data, escape=True) for kind, data in items)
