@@ -151,3 +151,26 @@ def test_a_refused_login_dead_letters_without_retrying(url: str) -> None:
     [row] = outbox.rows()
     assert (row.status, row.attempts) == ("failed", 1)
     assert "SMTP login refused" in (row.last_error or "") and "wrong" not in (row.last_error or "")
+
+
+def test_a_telegram_outage_is_reported_once_by_email_and_so_is_its_end(url: str) -> None:
+    from fake_bot_api import FakeBotApi, running
+    from notify_helpers import telegram
+
+    port = free_port()
+    outbox = outbox_at(url)
+    with smtp_server(port) as inbox, running(FakeBotApi(mode="5xx")) as api:
+        n = notifier(outbox, telegram(api), channel(port))
+        n.start()
+        n.notify(error(1))
+        time.sleep(1.5)  # several open -> half-open -> open cycles: still one outage
+        api.mode = "ok"
+        assert n.wait_idle(10)
+        n.stop()
+    subjects = [m["Subject"] for m in inbox.messages]
+    assert subjects == [
+        "[notify-bot] Error",
+        "[notify-bot] Circuit breaker opened",
+        "[notify-bot] Circuit breaker closed",
+    ]
+    assert len(api.texts()) == 1, "Telegram gets the alert, not news of its own outage"

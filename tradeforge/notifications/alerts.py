@@ -62,6 +62,7 @@ class Alert:
     data: dict[str, Any] = field(default_factory=dict)
     level: str = ""
     replayed: bool = False
+    skip_channel: str = ""  # not for this channel (a channel's own breaker alerts go to the others)
 
     def __post_init__(self) -> None:
         if not self.level:

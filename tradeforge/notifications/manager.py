@@ -80,10 +80,14 @@ class Notifier:
         self._wake: dict[str, asyncio.Event] = {}
         self._breakers = {
             c.name: CircuitBreaker(
-                f"notifications.{c.name}", self.delivery.breaker_failures, self.delivery.breaker_reset_s
+                f"notifications.{c.name}",
+                self.delivery.breaker_failures,
+                self.delivery.breaker_reset_s,
+                on_change=self._breaker_changed,
             )
             for c in self.channels
         }
+        self._outages: set[str] = set()  # breakers open since their last close
         self._unstored: list[Alert] = []
         self._idle = threading.Event()
         self._drain_deadline = 0.0
@@ -97,6 +101,20 @@ class Notifier:
             if high_water is None or alert.time < high_water:
                 return  # history already in the outbox (or from before notifications were on)
         self._queue.put(alert)
+
+    def _breaker_changed(self, name: str, state: str) -> None:
+        """A channel's breaker opened or closed: an alert (other channels carry it while this one is down)."""
+        if state == CircuitBreaker.HALF_OPEN or (state == CircuitBreaker.OPEN) == (name in self._outages):
+            return  # a failed probe re-opening it is the same outage
+        self._outages.symmetric_difference_update({name})
+        now = self.clock()
+        kind = "breaker_opened" if state == CircuitBreaker.OPEN else "breaker_closed"
+        detail = (
+            "deliveries paused after repeated failures; alerts wait in the outbox" if kind == "breaker_opened" else ""
+        )
+        channel = name.rsplit(".", 1)[-1]
+        data = {"name": name, "detail": detail}
+        self.notify(Alert(kind, f"breaker:{name}:{state}:{now.isoformat()}", now, data, skip_channel=channel))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._thread_main, name="tradeforge-notifier", daemon=True)
@@ -179,7 +197,7 @@ class Notifier:
                 (destination, alert)
                 for alert in self._unstored
                 for channel in self.channels
-                if channel.accepts(alert)
+                if channel.accepts(alert) and channel.name != alert.skip_channel
                 for destination in channel.destinations()
             ]
             try:
