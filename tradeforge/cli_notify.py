@@ -60,13 +60,13 @@ def notifications(
     if retry:
         count = outbox.retry(ids or None)
         out.print(f"{count} dead-lettered alerts back in the queue")
-        if count and repository.instance().lock_owner is None:
+        if repository.instance().lock_owner is not None:
+            out.print("the bot is running: it sends them within a second or two")
+        elif outbox.counts().get("pending", 0):  # retried ones and any left over from the last run
             alerts = BotAlerts.start(config, repository, "cli", out.print)
             if alerts.notifier is not None:
                 alerts.notifier.wait_idle(wait)
                 alerts.close(timeout=1.0)
-        elif count:
-            out.print("the bot is running: it sends them within a second or two")
     counts = outbox.counts()
     out.print(
         f"outbox: {counts.get('pending', 0)} pending, {counts.get('delivered', 0)} delivered, "
