@@ -194,5 +194,15 @@ def running(api: FakeBotApi | None = None) -> Iterator[FakeBotApi]:
         yield api
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop).result(10)  # handlers left hanging
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -32,6 +32,8 @@ from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.errors import Fatal
 
 log = logging.getLogger("tradeforge.alerts")
+RUN_EVENT = "alerts_run"  # event-log kind: a run's start candle and whether it alerted
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 STOP_REASONS = frozenset({"stop_loss", "take_profit", "trailing_stop"})
 
 
@@ -120,11 +122,13 @@ class BotAlerts:
     # --- lifecycle -----------------------------------------------------------------------------------
 
     def started(self, journal: RepositoryJournal, resume_after_ns: int | None) -> None:
-        """bot_started, and bot_recovered with the recovery summary when the bot has history."""
-        if self.notifier is None:
-            return
+        """Before the first candle: decide which replayed alerts to keep, then bot_started, and
+        bot_recovered with the recovery summary when the bot has history."""
         resume_after = None if resume_after_ns is None else dt.datetime.fromtimestamp(resume_after_ns / 1e9, dt.UTC)
         self.resume_after = resume_after
+        self._mark_run(journal.repository, resume_after)
+        if self.notifier is None:
+            return
         now = dt.datetime.now(dt.UTC)
         config = self.config
         self.send(
@@ -142,6 +146,31 @@ class BotAlerts:
                 f"re-adopted (none placed twice), {open_trades} open trades carried on"
             )
             self.send(Alert("bot_recovered", f"run:{self.owner}:recovered", now, {"summary": summary}))
+
+    def _mark_run(self, repository: Repository, resume_after: dt.datetime | None) -> None:
+        """Which replayed alerts may have been lost in a crash: those newer than the newest trading
+        alert in the outbox (alerts are stored in the order they happen), but not from before the
+        unbroken streak of alerting runs that ends with the previous run (their alerts were never
+        wanted). None when the previous run did not alert. Every run, notifications on or off,
+        records its start candle in the event log for the next one."""
+        streak = []
+        for event in reversed(repository.events(RUN_EVENT)):
+            if not (event.data or {}).get("notifications"):
+                break
+            streak.append(event.data or {})
+        if self.notifier is not None:
+            if streak:
+                first = streak[-1].get("since")
+                since = dt.datetime.fromisoformat(first) if first else EPOCH
+                stored = self.notifier.outbox.high_water()
+                self.notifier.high_water = max(stored or since, since)
+            else:
+                self.notifier.high_water = None
+        repository.log_event(
+            RUN_EVENT,
+            f"run {self.owner}: alerts {'on' if self.notifier else 'off'}",
+            {"since": resume_after.isoformat() if resume_after else None, "notifications": self.notifier is not None},
+        )
 
     def failed(self, error: BaseException) -> None:
         """The run ends with an error: say what it was (the bot_stopped alert follows)."""

@@ -73,7 +73,9 @@ class Notifier:
         self.poll_interval = poll_interval
         self.background = list(background)  # coroutine factories run on the loop (command polling, daily summary)
         self._queue: queue.SimpleQueue[Alert] = queue.SimpleQueue()
-        self._high_water = outbox.high_water()
+        # Replayed alerts older than this are dropped in notify(); None drops them all. The engine
+        # refines it at start (engine/alerts.py: BotAlerts._mark_run).
+        self.high_water = outbox.high_water()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,7 +99,7 @@ class Notifier:
     def notify(self, alert: Alert) -> None:
         """Enqueue only: no I/O, no lock held across anything slow. Safe from any thread."""
         if alert.replayed:
-            high_water = self._high_water
+            high_water = self.high_water
             if high_water is None or alert.time < high_water:
                 return  # history already in the outbox (or from before notifications were on)
         self._queue.put(alert)
