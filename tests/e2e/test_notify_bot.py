@@ -16,6 +16,7 @@ from fake_bot_api import FakeBotApi, running
 
 from tradeforge.config.loader import load_config
 from tradeforge.engine.runtime import run_bot
+from tradeforge.notifications.alerts import TRADING
 from tradeforge.notifications.outbox import Outbox
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
@@ -82,6 +83,8 @@ def test_every_order_and_trade_is_alerted_in_order_and_trading_is_unchanged(
     assert "alert-bot started at" in texts[0] and "replay finished" in texts[-1]
     rows = outbox(config).rows()
     assert {r.status for r in rows} == {"delivered"}
+    trading = [r for r in rows if r.kind in TRADING]
+    assert {r.event_time.year for r in trading} == {2023}, "trading alerts carry the candle's time, not the clock's"
     closed = [t for t in reference if t["exit_reason"] != "open"]
     assert sum(t.count("🔴 closed") for t in texts) == len(closed) > 3
     sent_ids = CLIENT_ID.findall("\n".join(texts))

@@ -227,7 +227,7 @@ class AlertingJournal:
     def __init__(self, inner: RepositoryJournal, alerts: BotAlerts, feeds: Sequence[Any]) -> None:
         self.inner = inner
         self.alerts = alerts
-        self.feeds = list(feeds)
+        self.feeds = feeds  # cerebro.datas itself: filled after this wrapper is made
         self._orders: dict[str, dict[str, Any]] = {}
         self._replayed: set[str] = set()
         self._stored_fills = stored_fill_ids(inner.repository)  # fills from before this run: history
