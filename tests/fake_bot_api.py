@@ -40,10 +40,12 @@ class FakeBotApi:
     retry_after: int = 1
     fail_next: int = 0  # the next N sendMessage calls get `fail_with` (then back to `mode`)
     fail_with: str = "5xx"
+    fail_every: int = 0  # every Nth sendMessage call gets `fail_with` (a storm), 0: never
     calls: list[tuple[str, float]] = field(default_factory=list)  # (method, monotonic time) of every call
     updates: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
     _next_update: int = 525704898
+    _sends: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -96,6 +98,9 @@ class FakeBotApi:
         if method != "sendMessage":
             return _error(404, "Not Found: method not found")
         failure = self.mode
+        self._sends += 1
+        if self.fail_every and self._sends % self.fail_every == 0:
+            failure = self.fail_with
         if self.fail_next > 0:
             self.fail_next -= 1
             failure = self.fail_with

@@ -169,3 +169,24 @@ def test_notifications_failed_lists_dead_letters_and_retry_resends_them(
         assert "1 dead-lettered alerts back in the queue" in retried.output
         assert "0 pending, 1 delivered, 0 failed" in retried.output
     assert ["feed stalled on BTC/USDT" in t for t in api.texts()] == [True]
+
+
+def test_a_429_storm_during_the_run_is_waited_out_and_nothing_is_lost(
+    tmp_path: Path, reference: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running(FakeBotApi(fail_every=3, fail_with="429", retry_after=1)) as api:
+        monkeypatch.setenv("TRADEFORGE_TELEGRAM_TOKEN", api.token)
+        config = bot(tmp_path, api)
+        config.write_text(
+            config.read_text().replace("batch_window_s: 0.2}", "batch_window_s: 0.2, drain_on_stop_s: 60}")
+        )
+        run(config)
+    assert repository(config).trade_records() == reference
+    rows = outbox(config).rows()
+    assert {r.status for r in rows} == {"delivered"}
+    assert CLIENT_ID.findall("\n".join(api.texts(111))) == [
+        r.data["client_order_id"] for r in rows if r.kind.startswith("order_")
+    ]
+    calls = [at for method, at in api.calls if method == "sendMessage"]
+    storms = [i for i in range(len(calls)) if (i + 1) % 3 == 0 and i + 1 < len(calls)]
+    assert storms and all(calls[i + 1] - calls[i] >= 0.95 for i in storms), "retry_after honoured every time"

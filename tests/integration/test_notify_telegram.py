@@ -243,3 +243,24 @@ def test_replayed_history_is_kept_only_past_the_outbox_high_water_mark(url: str)
 
 def _replayed(alert: Alert) -> Alert:
     return Alert(alert.kind, alert.dedupe_key, alert.time, alert.data, alert.level, replayed=True)
+
+
+def test_the_daily_summary_goes_out_at_its_time(url: str) -> None:
+    import datetime as dt
+
+    from tradeforge.engine.alerts import daily_summary
+    from tradeforge.persistence.repository import Repository
+
+    outbox = outbox_at(url)
+    repository = Repository.attach(outbox.engine, "notify-bot", "", "paper")
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)).time()
+    with running() as api:
+        n = notifier(outbox, telegram(api), background=[daily_summary(repository, at)])
+        n.start()
+        deadline = time.monotonic() + 10
+        while not api.texts() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        n.stop()
+    [text] = api.texts()
+    assert text.startswith("<b>[notify-bot] Daily summary</b>\n📊 daily summary ")
+    assert "PnL +0.00, 0 trades closed, equity n/a" in text

@@ -199,7 +199,10 @@ class DeliveryConfig(StrictModel):
     backoff_max_s: float = Field(300.0, gt=0, description="longest retry delay")
     breaker_failures: int = Field(5, ge=1, description="consecutive failures that open a channel's circuit breaker")
     breaker_reset_s: float = Field(30.0, gt=0, description="open breaker: wait this long, then probe (half-open)")
-    batch_window_s: float = Field(2.0, ge=0, description="merge a burst of same-kind alerts within this window")
+    batch_window_s: float = Field(2.0, ge=0, description="merge a burst of trading alerts within this window")
+    drain_on_stop_s: float = Field(
+        5.0, ge=0, le=600, description="on stop, keep delivering this long; the rest goes at the next start"
+    )
 
 
 class NotificationsConfig(StrictModel):

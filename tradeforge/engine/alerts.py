@@ -183,10 +183,11 @@ class BotAlerts:
         data = {"reason": reason, "at": f"{now:%Y-%m-%d %H:%M:%S} UTC"}
         self.send(Alert("bot_stopped", f"run:{self.owner}:stopped", now, data))
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is pending for up to `timeout` s; the rest goes out at the next start."""
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is pending for up to `timeout` s (default delivery.drain_on_stop_s); the rest
+        goes out at the next start."""
         if self.notifier is not None:
-            self.notifier.stop(timeout)
+            self.notifier.stop(self.config.notifications.delivery.drain_on_stop_s if timeout is None else timeout)
 
     # --- from the strategy ---------------------------------------------------------------------------
 
