@@ -190,3 +190,21 @@ def test_a_429_storm_during_the_run_is_waited_out_and_nothing_is_lost(
     calls = [at for method, at in api.calls if method == "sendMessage"]
     storms = [i for i in range(len(calls)) if (i + 1) % 3 == 0 and i + 1 < len(calls)]
     assert storms and all(calls[i + 1] - calls[i] >= 0.95 for i in storms), "retry_after honoured every time"
+
+
+def test_a_protection_blocking_an_entry_is_alerted_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def guarded(config: Path) -> Path:
+        config.write_text(config.read_text().replace("  sizing:", "  protections: {cooldown: {bars: 24}}\n  sizing:"))
+        return config
+
+    quiet = guarded(bot(tmp_path / "quiet"))
+    run(quiet)
+    with running() as api:
+        monkeypatch.setenv("TRADEFORGE_TELEGRAM_TOKEN", api.token)
+        loud = guarded(bot(tmp_path / "loud", api))
+        run(loud)
+    assert repository(loud).trade_records() == repository(quiet).trade_records()
+    blocked = [line for text in api.texts() for line in text.split("\n") if "protection cooldown" in line]
+    assert blocked and all("on BTC/USDT: entry blocked, cooling down for 24 bars" in line for line in blocked)

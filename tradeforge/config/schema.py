@@ -141,7 +141,6 @@ AlertKind = Literal[
     "breaker_closed",
     "error",
     "daily_summary",
-    "command",
 ]
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 

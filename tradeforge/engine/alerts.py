@@ -210,13 +210,15 @@ class BotAlerts:
             self.send(Alert("stop_hit", f"{key}:stop", exit_time, data, replayed=replayed))
 
     def protection(self, name: str, symbol: str, detail: str, time: dt.datetime) -> None:
+        """A protection mixin blocked an entry signal (one alert per blocked signal, on its candle)."""
+        replayed = self.catching_up() or (self.resume_after is not None and time <= self.resume_after)
         self.send(
             Alert(
                 "protection_triggered",
                 f"protection:{name}:{symbol}:{time:%Y%m%dT%H%M}",
                 time,
-                {"protection": name, "symbol": symbol, "detail": detail},
-                replayed=self.catching_up(),
+                {"protection": name, "symbol": symbol, "detail": f"entry blocked, {detail}"},
+                replayed=replayed,
             )
         )
 

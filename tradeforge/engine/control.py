@@ -161,22 +161,29 @@ class BotControl:
             if book.symbol in symbols:
                 strategy.force_exit(book)
 
-    def listen(self, listener: Any) -> ControlledListener:
-        """The strategy's event listener with this control in front (pause gate, end-of-candle actions)."""
-        return ControlledListener(listener, self)
+    def listen(self, listener: Any, alerts: Any = None) -> ControlledListener:
+        """The strategy's event listener with this control in front (pause gate, end-of-candle actions)
+        and, given `alerts` (engine/alerts.py BotAlerts), protection alerts."""
+        return ControlledListener(listener, self, alerts)
 
 
 class ControlledListener:
     """Forwards the strategy's events to the bot's listener; at each candle's end applies operator
     actions first (so they are logged and applied before the candle's checkpoint commits)."""
 
-    def __init__(self, inner: Any, control: BotControl) -> None:
+    def __init__(self, inner: Any, control: BotControl, alerts: Any = None) -> None:
         self.inner = inner
         self.control = control
+        self.alerts = alerts
         self.entries_paused = control.entries_paused
 
     def __getattr__(self, name: str) -> Any:  # on_trade, on_order …
         return getattr(self.inner, name)
+
+    def on_entry_blocked(self, strategy: Any, book: Any, protection: str, reason: str) -> None:
+        if self.alerts is not None:
+            candle = bt.num2date(strategy.datetime[0]).replace(tzinfo=dt.UTC)
+            self.alerts.protection(protection, book.symbol, reason, candle)
 
     def on_bar(self, strategy: Any) -> None:
         candle = bt.num2date(strategy.datetime[0]).replace(tzinfo=dt.UTC)

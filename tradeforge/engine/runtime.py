@@ -187,7 +187,7 @@ def run_bot(
             cerebro.adddata(ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns))
         listener = BotListener(repository, journal, config.data.timeframe, owner, resume_after_ns, say, alerts)
         alerts.started(journal, resume_after_ns)
-        cerebro.addstrategy(resolved.cls, **resolved.params, events=control.listen(listener))
+        cerebro.addstrategy(resolved.cls, **resolved.params, events=control.listen(listener, alerts))
         strategy: Strategy = cerebro.run()[0]
         status = "stopped" if stop.is_set() else "finished"
         result = collect_result(config, candles, resolved, strategy, config.broker.cash)

@@ -24,7 +24,6 @@ DEFAULT_LEVEL = {
     "breaker_closed": "info",
     "error": "error",
     "daily_summary": "info",
-    "command": "info",
 }
 
 # Kinds caused by trading, stamped with the candle time: a restart re-derives them from replayed history.

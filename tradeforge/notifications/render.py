@@ -29,7 +29,6 @@ TEMPLATES: dict[str, str] = {
     "breaker_closed": "🔌 circuit breaker {name} closed",
     "error": "❗ error: {message}",
     "daily_summary": "📊 daily summary {day}: PnL {pnl}, {trades} trades closed, equity {equity}",
-    "command": "👤 {who}: {command} → {result}",
 }
 TITLES = {
     "bot_started": "Bot started",
@@ -47,7 +46,6 @@ TITLES = {
     "breaker_closed": "Circuit breaker closed",
     "error": "Error",
     "daily_summary": "Daily summary",
-    "command": "Operator command",
 }
 
 

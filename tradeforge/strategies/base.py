@@ -267,6 +267,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             reason = mixin.entry_blocked(self, book, index)
             if reason:
                 log.debug("%s entry blocked by %s: %s", book.symbol, mixin.name, reason)
+                self._emit("on_entry_blocked", book, mixin.name, reason)
                 return
         if self.sizing_mixin is None:
             raise TypeError(f"{type(self).__name__} has an entry mixin but no sizing mixin")
