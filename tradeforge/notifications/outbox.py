@@ -66,7 +66,8 @@ class Outbox:
             return 0
         with self.engine.begin() as connection:
             if self._insert is not None:
-                return sum(max(connection.execute(self._insert, row).rowcount, 0) for row in rows)
+                # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING
+                return sum(len(connection.execute(self._insert, row).all()) for row in rows)
         added = 0
         for row in rows:  # a database without INSERT … ON CONFLICT: one transaction per row
             try:
@@ -199,9 +200,9 @@ def _ignoring_duplicates(dialect: str) -> Any:
     if dialect == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        return sqlite.insert(_OUTBOX).on_conflict_do_nothing(index_elements=key)
+        return sqlite.insert(_OUTBOX).on_conflict_do_nothing(index_elements=key).returning(_OUTBOX.c.id)
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        return postgresql.insert(_OUTBOX).on_conflict_do_nothing(index_elements=key)
+        return postgresql.insert(_OUTBOX).on_conflict_do_nothing(index_elements=key).returning(_OUTBOX.c.id)
     return None
