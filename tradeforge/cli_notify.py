@@ -3,6 +3,7 @@ re-sending them (`--retry`). Registered on the main app in cli.py; errors propag
 
 from __future__ import annotations
 
+import datetime as dt
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from tradeforge.persistence.models import OutboxStatus
 from tradeforge.resilience.errors import ConfigError, Problem
 
 out = Console(soft_wrap=True, highlight=False)
+LOCK_STALE = dt.timedelta(seconds=30)  # a run lock without a heartbeat this long belongs to a dead process
 
 ConfigOption = Annotated[
     list[Path],
@@ -60,7 +62,9 @@ def notifications(
     if retry:
         count = outbox.retry(ids or None)
         out.print(f"{count} dead-lettered alerts back in the queue")
-        if repository.instance().lock_owner is not None:
+        bot = repository.instance()
+        beat = bot.lock_heartbeat
+        if bot.lock_owner is not None and beat is not None and dt.datetime.now(dt.UTC) - beat < LOCK_STALE:
             out.print("the bot is running: it sends them within a second or two")
         elif outbox.counts().get("pending", 0):  # retried ones and any left over from the last run
             alerts = BotAlerts.start(config, repository, "cli", out.print)
