@@ -105,7 +105,7 @@ def test_commands_from_other_chats_are_ignored_and_logged(
         assert "stopping" in ask(api, "/stop")
     assert result["outcome"].stopped_early
     commands = [e.data["command"] for e in repository(config).events("operator_command")]
-    assert commands == ["stop", "/stop"], "the stop and the chat command behind it, nothing from chat 666"
+    assert commands == ["/stop", "stop"], "the chat command, then the stop it caused; nothing from chat 666"
 
 
 def test_queries_answer_from_the_bots_database(tmp_path: Path, api: FakeBotApi) -> None:

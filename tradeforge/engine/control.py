@@ -186,6 +186,10 @@ class ControlledListener:
             self.alerts.protection(protection, book.symbol, reason, candle)
 
     def on_bar(self, strategy: Any) -> None:
+        control = self.control
+        if not control._recorded and control._requests.empty():  # the usual candle: nothing to apply
+            self.inner.on_bar(strategy)
+            return
         candle = bt.num2date(strategy.datetime[0]).replace(tzinfo=dt.UTC)
         resume_after_ns = getattr(self.inner, "resume_after_ns", None)
         history = resume_after_ns is not None and to_ns(candle) <= resume_after_ns

@@ -53,6 +53,7 @@ class TelegramCommands:
         self.allowed = frozenset(channel.config.chat_ids)
         self.poll_timeout = poll_timeout
         self._confirm: dict[int, tuple[str, float]] = {}  # chat -> (forceexit target, asked at)
+        self._stop_after_reply = ""
 
     async def run(self, _notifier: Any = None) -> None:
         """The polling loop (a notifier background task); returns only on a refused token."""
@@ -93,8 +94,13 @@ class TelegramCommands:
         user = message.from_user
         who = f"telegram:{chat.id}" + (f" ({user.username or user.first_name})" if user else "")
         reply = await asyncio.to_thread(self.dispatch, chat.id, message.text, who)
-        for part in split_message(reply):
-            await call(bot.send_message(chat.id, part, parse_mode="HTML"), self.channel.token)
+        try:
+            for part in split_message(reply):
+                await call(bot.send_message(chat.id, part, parse_mode="HTML"), self.channel.token)
+        finally:
+            if self._stop_after_reply:
+                await asyncio.to_thread(self.control.stop, self._stop_after_reply)
+                self._stop_after_reply = ""
 
     def dispatch(self, chat_id: int, text: str, who: str) -> str:
         """The HTML reply to one command; the command and its outcome go into the event log."""
@@ -141,7 +147,8 @@ class TelegramCommands:
         if command == "/resume":
             return c.resume(who)
         if command == "/stop":
-            return c.stop(who)
+            self._stop_after_reply = who  # stopping tears this loop down: answer first
+            return "stopping: finishing the current candle, then the bot stops"
         if command == "/forceexit":
             if len(args) != 1:
                 return "usage: /forceexit &lt;trade id|all&gt;"
