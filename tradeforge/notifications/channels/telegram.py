@@ -53,7 +53,9 @@ class TelegramChannel(Channel):
             base_url=self.config.api_base_url or DEFAULT_BASE_URL,
             request=request,
             get_updates_request=HTTPXRequest(connect_timeout=timeout, read_timeout=timeout + 30),
-            rate_limiter=AIORateLimiter(max_retries=0),  # RetryAfter comes back to us: we pause and reschedule
+            # PTB waits out one RetryAfter itself, holding back every request of this bot meanwhile; a
+            # second one in a row comes back to us as RateLimited: the channel pauses, the row is rescheduled.
+            rate_limiter=AIORateLimiter(max_retries=1),
         )
 
     async def start(self) -> None:
