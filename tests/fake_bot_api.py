@@ -56,7 +56,7 @@ class FakeBotApi:
         with self._lock:
             return [s.text for s in self.sent if chat_id is None or s.chat_id == chat_id]
 
-    def push_command(self, chat_id: int, text: str, user_id: int = 1585844777) -> None:
+    def push_command(self, chat_id: int, text: str, user_id: int = 1585844777, date: float | None = None) -> None:
         """Queue an incoming message, shaped like camel_updates-single.json."""
         with self._lock:
             self._next_update += 1
@@ -67,7 +67,7 @@ class FakeBotApi:
                         "message_id": self._next_update % 100_000,
                         "from": {"id": user_id, "is_bot": False, "first_name": "John"},
                         "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group", "first_name": "John"},
-                        "date": int(time.time()),
+                        "date": int(time.time() if date is None else date),
                         "text": text,
                         "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
                         if text.startswith("/")

@@ -96,12 +96,14 @@ def test_commands_from_other_chats_are_ignored_and_logged(
     tmp_path: Path, api: FakeBotApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = bot(tmp_path, api, speed="36000")  # 0.1 s a candle
+    api.push_command(111, "/stop", date=time.time() - 600)  # sent to the stopped bot ten minutes ago
     with running_bot(config) as result:
         api.push_command(666, "/stop")
         time.sleep(1.5)
         assert "outcome" not in result, "the bot is still running"
         assert api.texts(666) == []
         assert "ignored '/stop' from chat 666" in caplog.text
+        assert "ignored '/stop': sent while the bot was not running" in caplog.text
         assert "stopping" in ask(api, "/stop")
     assert result["outcome"].stopped_early
     commands = [e.data["command"] for e in repository(config).events("operator_command")]

@@ -17,6 +17,7 @@ from tradeforge.resilience.errors import Fatal, Rejected, Temporary, TradeforgeE
 
 log = logging.getLogger("tradeforge.notifications.commands")
 CONFIRM_SECONDS = 60.0
+STALE_SLACK_S = 2.0  # commands older than the poller's start (by more than this) were sent to a stopped bot
 HELP = """<b>commands</b>
 /status – bot state, open trades
 /trades – the last 10 trades
@@ -54,10 +55,12 @@ class TelegramCommands:
         self.poll_timeout = poll_timeout
         self._confirm: dict[int, tuple[str, float]] = {}  # chat -> (forceexit target, asked at)
         self._stop_after_reply = ""
+        self._started = time.time()
 
     async def run(self, _notifier: Any = None) -> None:
         """The polling loop (a notifier background task); returns only on a refused token."""
         bot = self.channel.make_bot()
+        self._started = time.time()
         offset: int | None = None
         delay = 1.0
         while True:
@@ -90,6 +93,9 @@ class TelegramCommands:
             log.warning(
                 "ignored %r from chat %s, which is not in notifications.telegram.chat_ids", message.text[:40], chat.id
             )
+            return
+        if message.date is not None and message.date.timestamp() < self._started - STALE_SLACK_S:
+            log.warning("ignored %r: sent while the bot was not running", message.text[:40])
             return
         user = message.from_user
         who = f"telegram:{chat.id}" + (f" ({user.username or user.first_name})" if user else "")
