@@ -157,6 +157,7 @@ class Notifier:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
+        touched = self._store()  # first: what was queued reaches the outbox before any network wait
         for channel in self.channels:
             try:
                 await channel.start()
@@ -166,17 +167,22 @@ class Notifier:
         workers: dict[str, asyncio.Task[None]] = {}
         extras = [asyncio.create_task(factory(self)) for factory in self.background]
         try:
-            await self._store_and_dispatch(workers, startup=True)
+            try:
+                touched |= set(self.outbox.destinations())  # left undelivered by an earlier run
+            except Exception as exc:
+                log.warning("cannot read the outbox: %s", exc)
+            self._dispatch(workers, touched)
             while not self._stopping.is_set():
-                await self._store_and_dispatch(workers)
+                self._dispatch(workers, self._store())
                 await asyncio.sleep(self.poll_interval)
-            await self._store_and_dispatch(workers)
+            self._dispatch(workers, self._store())
             while (
                 time.monotonic() < self._drain_deadline
                 and self._deliverable()
                 and any(not w.done() for w in workers.values())
             ):
                 await asyncio.sleep(self.poll_interval)
+                self._dispatch(workers, self._store())
         finally:
             for task in [*workers.values(), *extras]:
                 task.cancel()
@@ -187,33 +193,32 @@ class Notifier:
                 except Exception:
                     log.exception("closing notifications.%s", channel.name)
 
-    async def _store_and_dispatch(self, workers: dict[str, asyncio.Task[None]], startup: bool = False) -> None:
+    def _store(self) -> set[str]:
+        """Write what is queued to the outbox in one transaction; returns the destinations touched."""
         while True:
             try:
                 self._unstored.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        touched: set[str] = set()
-        if self._unstored:
-            entries = [
-                (destination, alert)
-                for alert in self._unstored
-                for channel in self.channels
-                if channel.accepts(alert) and channel.name != alert.skip_channel
-                for destination in channel.destinations()
-            ]
-            try:
-                self.outbox.add(entries, self.clock())
-            except Exception as exc:  # database trouble: keep them and try again on the next tick
-                log.warning("cannot store %d alerts in the outbox yet: %s", len(self._unstored), exc)
-                return
-            self._unstored.clear()
-            touched = {destination for destination, _ in entries}
-        if startup:
-            try:
-                touched |= set(self.outbox.destinations())
-            except Exception as exc:
-                log.warning("cannot read the outbox: %s", exc)
+        if not self._unstored:
+            return set()
+        entries = [
+            (destination, alert)
+            for alert in self._unstored
+            for channel in self.channels
+            if channel.accepts(alert) and channel.name != alert.skip_channel
+            for destination in channel.destinations()
+        ]
+        try:
+            self.outbox.add(entries, self.clock())
+        except Exception as exc:  # database trouble: keep them and try again on the next tick
+            log.warning("cannot store %d alerts in the outbox yet: %s", len(self._unstored), exc)
+            return set()
+        self._unstored.clear()
+        return {destination for destination, _ in entries}
+
+    def _dispatch(self, workers: dict[str, asyncio.Task[None]], touched: set[str]) -> None:
+        """Wake (or start) the worker of each touched destination of an enabled channel."""
         for channel in self.channels:
             if not channel.enabled:
                 continue
