@@ -112,6 +112,13 @@ class BotAlerts:
         if self.notifier is not None:
             self.notifier.notify(alert)
 
+    def guarded(self, build: Callable[[], None]) -> None:
+        """Build and send alerts on the trading thread; a bug in that never reaches trading."""
+        try:
+            build()
+        except Exception:
+            log.exception("building an alert failed; trading goes on")
+
     def journal(self, inner: RepositoryJournal, feeds: Sequence[Any]) -> RepositoryJournal:
         """`inner`, or a wrapper that also alerts on each intent, fill and close after it is committed."""
         self.catching_up = lambda: inner.catching_up
@@ -193,6 +200,10 @@ class BotAlerts:
 
     def trade_closed(self, record: Any) -> None:
         """A closed TradeRecord: trade_closed, plus stop_hit when a stop or take-profit closed it."""
+        if self.notifier is not None:
+            self.guarded(lambda: self._trade_closed(record))
+
+    def _trade_closed(self, record: Any) -> None:
         exit_time: dt.datetime = record.exit_time
         replayed = self.catching_up() or (self.resume_after is not None and exit_time <= self.resume_after)
         key = f"trade:{record.symbol}:{exit_time:%Y%m%dT%H%M}:{record.side}"
@@ -211,6 +222,10 @@ class BotAlerts:
 
     def protection(self, name: str, symbol: str, detail: str, time: dt.datetime) -> None:
         """A protection mixin blocked an entry signal (one alert per blocked signal, on its candle)."""
+        if self.notifier is not None:
+            self.guarded(lambda: self._protection(name, symbol, detail, time))
+
+    def _protection(self, name: str, symbol: str, detail: str, time: dt.datetime) -> None:
         replayed = self.catching_up() or (self.resume_after is not None and time <= self.resume_after)
         self.send(
             Alert(
@@ -247,6 +262,10 @@ class AlertingJournal:
     def intent(self, **order: Any) -> str:
         replayed = self.inner.catching_up
         client_id = self.inner.intent(**order)
+        self.alerts.guarded(lambda: self._placed(client_id, order, replayed))
+        return client_id
+
+    def _placed(self, client_id: str, order: dict[str, Any], replayed: bool) -> None:
         info = {
             "client_order_id": client_id,
             "symbol": order["symbol"],
@@ -260,7 +279,6 @@ class AlertingJournal:
         if replayed:
             self._replayed.add(client_id)
         self.alerts.send(Alert("order_placed", f"order:{client_id}:placed", self._now(), info, replayed=replayed))
-        return client_id
 
     def accepted(self, client_order_id: str) -> None:
         self.inner.accepted(client_order_id)
@@ -270,6 +288,18 @@ class AlertingJournal:
     ) -> None:
         stored_before = fill_id in self._stored_fills
         self.inner.filled(client_order_id, fill_id, amount, price, fee, time)
+        self.alerts.guarded(lambda: self._filled(client_order_id, fill_id, amount, price, fee, time, stored_before))
+
+    def _filled(
+        self,
+        client_order_id: str,
+        fill_id: str,
+        amount: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        time: dt.datetime,
+        stored_before: bool,
+    ) -> None:
         info = self._orders.get(client_order_id, {"client_order_id": client_order_id})
         data = {**info, "amount": _plain(amount), "price": _plain(price), "fee": _plain(fee)}
         self.alerts.send(Alert("order_filled", f"fill:{fill_id}", time, data, replayed=stored_before))
@@ -286,6 +316,9 @@ class AlertingJournal:
 
     def closed(self, client_order_id: str, status: str) -> None:
         self.inner.closed(client_order_id, status)
+        self.alerts.guarded(lambda: self._closed(client_order_id, status))
+
+    def _closed(self, client_order_id: str, status: str) -> None:
         info = self._orders.get(client_order_id, {"client_order_id": client_order_id})
         kind = "order_cancelled" if status in ("canceled", "expired") else "order_rejected"
         self.alerts.send(
