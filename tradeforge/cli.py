@@ -18,6 +18,7 @@ from tradeforge import cli_exchange
 from tradeforge.cli_analytics import backtest_report, report_format_for
 from tradeforge.cli_analytics import register as register_analytics
 from tradeforge.cli_db import db_app
+from tradeforge.cli_notify import notifications
 from tradeforge.config.catalog import list_templates, write_template
 from tradeforge.config.loader import load_config, redacted
 from tradeforge.config.schema import BotConfig
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db", help="Database schema: show its revision (`current`), migrate it (`upgrade`).")
 register_analytics(app)
 cli_exchange.register(app)
+app.command()(notifications)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2

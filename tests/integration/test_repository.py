@@ -14,7 +14,9 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -407,6 +409,22 @@ def test_an_order_is_found_by_its_client_order_id_among_this_bots_orders_only(en
     found = repo.order(cid)
     assert found is not None and (found.client_order_id, found.status) == (cid, OrderStatus.PENDING_SUBMIT)
     assert other.order(cid) is None and repo.order("tf000000-9-9") is None
+
+
+def test_processes_attaching_a_new_bot_at_once_share_one_row(db_url: str) -> None:
+    engines = [make_engine(db_url) for _ in range(4)]
+    migrate.upgrade(engines[0])
+    barrier = threading.Barrier(len(engines))
+
+    def attach(engine: Engine) -> int:
+        barrier.wait()
+        return Repository.attach(engine, "racing-bot", "h", "paper").bot_id
+
+    with ThreadPoolExecutor(len(engines)) as pool:
+        ids = list(pool.map(attach, engines))
+    for engine in engines:
+        engine.dispose()
+    assert len(set(ids)) == 1
 
 
 def test_marking_an_order_this_bot_does_not_have_names_it(repo: Repository) -> None:

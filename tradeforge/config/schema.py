@@ -209,6 +209,100 @@ class PersistenceConfig(StrictModel):
     busy_timeout_ms: int = Field(10_000, ge=0, le=600_000, description="SQLite lock wait before giving up")
 
 
+AlertLevel = Literal["info", "warning", "error", "critical"]
+AlertKind = Literal[
+    "bot_started",
+    "bot_stopped",
+    "bot_recovered",
+    "order_placed",
+    "order_filled",
+    "order_cancelled",
+    "order_rejected",
+    "trade_opened",
+    "trade_closed",
+    "stop_hit",
+    "protection_triggered",
+    "breaker_opened",
+    "breaker_closed",
+    "error",
+    "daily_summary",
+]
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class TelegramConfig(StrictModel):
+    """Telegram alerts and control. The bot token is a secret: from `token_env` or `token_file`, never the config."""
+
+    token_env: str = Field(
+        "TRADEFORGE_TELEGRAM_TOKEN", pattern=_ENV_NAME, description="environment variable holding the bot token"
+    )
+    token_file: Path | None = Field(None, description="file holding the bot token (beats token_env)")
+    chat_ids: list[int] = Field(
+        min_length=1, description="chats that get alerts and may send commands (numeric ids; groups are negative)"
+    )
+    api_base_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="self-hosted Bot API server, e.g. http://127.0.0.1:8081/bot (the token is appended)",
+    )
+    events: list[AlertKind] | None = Field(None, description="alert kinds sent here; default all")
+    min_level: AlertLevel = Field("info", description="info | warning | error | critical")
+    commands: bool = Field(True, description="accept /status, /pause … from chat_ids")
+    per_chat_interval_s: float = Field(1.0, ge=0, le=60, description="at least this long between messages to a chat")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="HTTP timeout per Bot API request")
+
+
+class EmailConfig(StrictModel):
+    """E-mail alerts over SMTP (HTML and plain-text parts). The password comes from env or a file."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    host: str = Field(min_length=1, description="SMTP server")
+    port: int = Field(587, ge=1, le=65535, description="587 for STARTTLS, 465 for SSL")
+    security: Literal["starttls", "ssl", "none"] = Field("starttls", description="starttls | ssl | none")
+    user: str | None = Field(None, description="SMTP login; none: send without logging in")
+    password_env: str = Field(
+        "TRADEFORGE_SMTP_PASSWORD", pattern=_ENV_NAME, description="environment variable holding the SMTP password"
+    )
+    password_file: Path | None = Field(None, description="file holding the SMTP password (beats password_env)")
+    from_addr: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$", description="sender address")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1, description="recipients")
+    events: list[AlertKind] | None = Field(None, description="alert kinds sent here; default all")
+    min_level: AlertLevel = Field("warning", description="info | warning | error | critical")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="SMTP timeout")
+
+
+class DeliveryConfig(StrictModel):
+    """How hard alerts are pushed through a failing channel."""
+
+    max_attempts: int = Field(10, ge=1, le=1000, description="dead-letter after this many failed attempts …")
+    give_up_after_s: float = Field(
+        86_400.0, ge=0, description="… and at least this long after the first (an outage alone never drops alerts)"
+    )
+    backoff_initial_s: float = Field(1.0, gt=0, description="first retry delay (exponential, with jitter)")
+    backoff_max_s: float = Field(300.0, gt=0, description="longest retry delay")
+    breaker_failures: int = Field(5, ge=1, description="consecutive failures that open a channel's circuit breaker")
+    breaker_reset_s: float = Field(30.0, gt=0, description="open breaker: wait this long, then probe (half-open)")
+    batch_window_s: float = Field(2.0, ge=0, description="merge a burst of trading alerts within this window")
+    drain_on_stop_s: float = Field(
+        5.0, ge=0, le=600, description="on stop, keep delivering this long; the rest goes at the next start"
+    )
+
+
+class NotificationsConfig(StrictModel):
+    """Alerts (Telegram, e-mail) and Telegram control. Off unless a channel is configured."""
+
+    telegram: TelegramConfig | None = Field(None, description="see `notifications.telegram`")
+    email: EmailConfig | None = Field(None, description="see `notifications.email`")
+    daily_summary_at: dt.time | None = Field(None, description="UTC time of day for the daily summary, e.g. 20:00")
+    delivery: DeliveryConfig = Field(
+        default_factory=lambda: DeliveryConfig(), description="see `notifications.delivery`"
+    )
+    templates: dict[AlertKind, str] = Field(
+        default_factory=dict, description="message text per alert kind, e.g. {trade_closed: 'closed {symbol} {pnl}'}"
+    )
+
+
 class BotConfig(StrictModel):
     """A whole bot: what it trades, on which data, with which strategy and broker."""
 
@@ -228,3 +322,6 @@ class BotConfig(StrictModel):
         "of open trades are placed again on the first candle after a restart",
     )
     strategy: StrategyConfig = Field(description="see `strategy` and the mixin tables")
+    notifications: NotificationsConfig = Field(
+        default_factory=lambda: NotificationsConfig(), description="see `notifications`"
+    )

@@ -15,9 +15,13 @@ from tradeforge.config.schema import (
     BotConfig,
     BrokerConfig,
     DataConfig,
+    DeliveryConfig,
+    EmailConfig,
     ExchangeConfig,
+    NotificationsConfig,
     PersistenceConfig,
     StrategyConfig,
+    TelegramConfig,
     YahooConfig,
 )
 from tradeforge.strategies.registry import KIND_ORDER, Registry
@@ -31,6 +35,10 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("exchange", ExchangeConfig),
     ("yahoo", YahooConfig),
     ("strategy", StrategyConfig),
+    ("notifications", NotificationsConfig),
+    ("notifications.telegram", TelegramConfig),
+    ("notifications.email", EmailConfig),
+    ("notifications.delivery", DeliveryConfig),
 )
 _KIND_KEYS = {
     "entry": "strategy.entry: {name: NAME, ...}",

@@ -27,7 +27,9 @@ import backtrader as bt
 from tradeforge.brokers.paper import PaperBroker, money
 from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
+from tradeforge.engine.alerts import BotAlerts
 from tradeforge.engine.backtest import collect_result, configure_broker
+from tradeforge.engine.control import BotControl
 from tradeforge.engine.feeds import build_feeds
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
@@ -88,7 +90,9 @@ class BotListener:
         say: Callable[[str], None],
         operator_cancels: dict[int, list[str]] | None = None,
         started: float | None = None,
+        alerts: BotAlerts | None = None,
     ) -> None:
+        self.alerts = alerts
         self.repository = repository
         self.journal = journal
         self.persist = persist
@@ -127,26 +131,39 @@ class BotListener:
             self.persist(lambda: self.repository.heartbeat(self.owner), "renewing the run lock")
             self._last_heartbeat = time.monotonic()
 
-    def _recovered(self, now: dt.datetime) -> None:
-        """On the first new candle after a restart: every stored order must have been asked for again."""
+    def _recovered(self, now: dt.datetime | None) -> None:
+        """On the first new candle after a restart (None: the history ended first), every stored
+        order must have been asked for again."""
         self._recovering = False
         if self.journal.catching_up:
             raise Divergence(
-                f"restart replay diverged: {self.journal.to_adopt} stored orders were not asked for again by the "
-                f"{now:%Y-%m-%d %H:%M} candle. The config, the strategy code or the candles changed since they were "
-                "placed; run `tradeforge db check` and start this strategy under a new bot name (`name:`)"
+                f"restart replay diverged: {self.journal.to_adopt} stored orders were not asked for again "
+                f"{f'by the {now:%Y-%m-%d %H:%M} candle' if now else 'by the end of the candles'}. The config, the "
+                "strategy code or the candles changed since they were placed; run `tradeforge db check` and start "
+                "this strategy under a new bot name (`name:`)"
             )
         assert self.resume_after_ns is not None
         after = dt.datetime.fromtimestamp(self.resume_after_ns / 1e9, dt.UTC)
         message = (
             f"recovered in {time.monotonic() - self._started:.1f} s: re-read history up to {after:%Y-%m-%d %H:%M}, "
-            f"re-adopted {self.journal.adopted} stored orders; trading from the {now:%Y-%m-%d %H:%M} candle"
+            f"re-adopted {self.journal.adopted} stored orders; "
+            + (f"trading from the {now:%Y-%m-%d %H:%M} candle" if now else "no new candles")
         )
         data = {"resumed_after": after.isoformat(), "adopted_orders": self.journal.adopted}
         self.persist(lambda: self.repository.log_event("recovered", message, data), "logging the recovery")
         self.say(message)
+        if self.alerts is not None:
+            self.alerts.recovered(message)
+
+    def finished(self, stopped: bool) -> None:
+        """The run is over: a restart whose candles ended within the history it re-read has recovered
+        too (unless it was stopped before it got there)."""
+        if self._recovering and not stopped:
+            self._recovered(None)
 
     def on_trade(self, strategy: Strategy, book: Any, trade: TradeRecord) -> None:
+        if self.alerts is not None:
+            self.alerts.trade_closed(trade)  # marked replayed while catching up: see engine/alerts.py
         if self._rereading(strategy):
             return
         self.say(
@@ -202,9 +219,16 @@ def run_bot(
     stop = stop or threading.Event()
     owner = repository.acquire_lock()
     status = "stopped"
+    control = BotControl(repository, stop, config.name)
+    alerts = BotAlerts.start(config, repository, owner, say, control)
+
+    def say_and_alert(message: str) -> None:
+        say(message)
+        alerts.problem(message)
+
     try:
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
-        persist = Persist(repository, should_stop=stop.wait, say=say)
+        persist = Persist(repository, should_stop=stop.wait, say=say_and_alert)
         journal = RepositoryJournal(repository, persist)
         cursors = repository.cursors()
         has_history = journal.catching_up or bool(cursors)
@@ -223,7 +247,7 @@ def run_bot(
                 f"{journal.to_adopt} stored orders to re-adopt"
             )
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
-        cerebro.broker = PaperBroker(journal)
+        cerebro.broker = PaperBroker(alerts.journal(journal, cerebro.datas))
         configure_broker(cerebro.broker, config)
         for feed in feeds.feeds:
             cerebro.adddata(feed)
@@ -237,21 +261,30 @@ def run_bot(
             say,
             operator_cancels(repository),
             started,
+            alerts,
         )
-        cerebro.addstrategy(feeds.strategy(resolved.cls), **resolved.params, events=listener)
+        alerts.started(journal, resume_after_ns)
+        strategy_class = feeds.strategy(resolved.cls)
+        cerebro.addstrategy(strategy_class, **resolved.params, events=control.listen(listener, alerts))
         status = "crashed"  # until the run returns
         strategy: Strategy = cerebro.run()[0]
+        listener.finished(stop.is_set())
         if stop.is_set() and config.cancel_open_orders_on_exit:
             cancel_open_orders_on_exit(repository, persist, say)
         status = "stopped" if stop.is_set() else "finished"
         result = collect_result(config, feeds.delivered(), resolved, strategy, config.broker.cash)
         return RunOutcome(result, journal.adopted, stop.is_set())
+    except Exception as exc:
+        alerts.failed(exc)
+        raise
     finally:
         try:
             repository.release_lock(owner, status)
         except DatabaseUnavailable as exc:
             say(f"could not mark the bot {status}: {exc}; its run lock goes stale on its own")
         repository.close()
+        alerts.stopped(status)
+        alerts.close()
 
 
 def cancel_open_orders_on_exit(repository: Repository, persist: Persist, say: Callable[[str], None]) -> None:

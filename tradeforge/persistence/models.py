@@ -222,3 +222,36 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"  # written, not yet delivered (or failed transiently: see attempts)
+    DELIVERED = "delivered"
+    FAILED = "failed"  # dead letter: permanently refused, or out of attempts; `tradeforge notifications --retry`
+
+
+class NotificationOutbox(Base):
+    """One alert for one destination (a Telegram chat, the e-mail recipients), written before it is
+    delivered and marked when it was. Unique per (bot, destination, dedupe key): an alert derived
+    again from replayed history is a no-op, so a restart neither loses nor repeats one."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "destination", "dedupe_key"),
+        Index("ix_notification_outbox_bot_status", "bot_id", "status", "destination"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bot_instances.id", ondelete="CASCADE"))
+    destination: Mapped[str] = mapped_column(String(64))  # "telegram:<chat id>" | "email"
+    dedupe_key: Mapped[str] = mapped_column(String(160))
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(8))
+    event_time: Mapped[dt.datetime] = mapped_column(UtcDateTime)  # in the bot's clock (candle time when trading)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -318,20 +318,25 @@ class Repository:
     def attach(cls, engine: Engine, name: str, config_hash: str, mode: str, clock: Clock = utc_now) -> Repository:
         """The bot's row, created on first use; later runs of the same name find it again."""
         sessions = sessionmaker(engine, expire_on_commit=False)
-        with sessions.begin() as session:
-            bot = session.scalar(select(BotInstance).where(BotInstance.name == name))
-            if bot is None:
-                bot = BotInstance(
-                    name=name,
-                    config_hash=config_hash,
-                    mode=mode,
-                    status="stopped",
-                    client_id_prefix=client_id_prefix(name),
-                )
-                session.add(bot)
-                session.flush()
-            bot_id, prefix = bot.id, bot.client_id_prefix
-        return cls(engine, bot_id, prefix, clock)
+        for attempt in range(2):
+            try:
+                with sessions.begin() as session:
+                    bot = session.scalar(select(BotInstance).where(BotInstance.name == name))
+                    if bot is None:
+                        bot = BotInstance(
+                            name=name,
+                            config_hash=config_hash,
+                            mode=mode,
+                            status="stopped",
+                            client_id_prefix=client_id_prefix(name),
+                        )
+                        session.add(bot)
+                        session.flush()
+                    return cls(engine, bot.id, bot.client_id_prefix, clock)
+            except IntegrityError:
+                if attempt:  # another process created the row first: the second look finds it
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:

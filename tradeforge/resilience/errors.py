@@ -58,3 +58,11 @@ class InconsistentState(ConfigError):
 
 class DataError(Fatal):
     """Candles that cannot be used: missing file, bad columns, bad rows. Names the file and row."""
+
+
+class RateLimited(Temporary):
+    """The remote asked us to slow down: retry no sooner than `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

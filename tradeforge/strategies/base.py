@@ -157,6 +157,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         self.equity = array("d")
         self.window = 0
         self._on_bar = getattr(self.p.events, "on_bar", None)  # runtime hook after each decided candle
+        self._entries_paused = getattr(self.p.events, "entries_paused", None)  # operator /pause (engine/control.py)
 
     # --- set-up: signals computed over whole arrays ----------------------------------------------
 
@@ -260,10 +261,13 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 return
 
     def _enter(self, book: SymbolBook, side: Side, index: int) -> None:
+        if self._entries_paused is not None and self._entries_paused():
+            return
         for mixin in self.protection_mixins:
             reason = mixin.entry_blocked(self, book, index)
             if reason:
                 log.debug("%s entry blocked by %s: %s", book.symbol, mixin.name, reason)
+                self._emit("on_entry_blocked", book, mixin.name, reason)
                 return
         if self.sizing_mixin is None:
             raise TypeError(f"{type(self).__name__} has an entry mixin but no sizing mixin")
@@ -274,6 +278,11 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         submit = self.buy if side == "long" else self.sell
         # Order info is passed at creation so the broker sees it when the order is submitted.
         book.entry_order = submit(data=book.data, size=size, role="entry", side=side)
+
+    def force_exit(self, book: SymbolBook) -> None:
+        """Close the book's position at the next open (an operator's /forceexit), like a signal exit."""
+        if book.side is not None and book.exit_order is None and book.entry_order is None:
+            self._exit(book, "force_exit")
 
     def _exit(self, book: SymbolBook, reason: str) -> None:
         self._cancel_protective(book)
