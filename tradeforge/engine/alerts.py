@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
 from sqlalchemy import select
@@ -19,17 +19,14 @@ from sqlalchemy import select
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.journal import RepositoryJournal
 from tradeforge.notifications.alerts import Alert
-from tradeforge.notifications.channels.base import Channel
-from tradeforge.notifications.channels.email import EmailChannel
-from tradeforge.notifications.channels.telegram import TelegramChannel
-from tradeforge.notifications.commands import Control, TelegramCommands
-from tradeforge.notifications.credentials import read_secret
-from tradeforge.notifications.manager import Notifier
-from tradeforge.notifications.outbox import Outbox
-from tradeforge.notifications.render import Renderer
 from tradeforge.persistence.models import Fill
 from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.errors import Fatal
+
+if TYPE_CHECKING:  # the channels' clients (python-telegram-bot, aiosmtplib) load only for a bot that alerts
+    from tradeforge.notifications.channels.base import Channel
+    from tradeforge.notifications.commands import Control
+    from tradeforge.notifications.manager import Notifier
 
 log = logging.getLogger("tradeforge.alerts")
 RUN_EVENT = "alerts_run"  # event-log kind: a run's start candle and whether it alerted
@@ -39,6 +36,10 @@ STOP_REASONS = frozenset({"stop_loss", "take_profit", "trailing_stop"})
 
 def build_channels(config: BotConfig, warn: Callable[[str], None]) -> list[Channel]:
     """The configured channels; a missing secret is a warning (the channel is disabled, its alerts kept)."""
+    from tradeforge.notifications.channels.email import EmailChannel
+    from tradeforge.notifications.channels.telegram import TelegramChannel
+    from tradeforge.notifications.credentials import read_secret
+
     settings = config.notifications
     channels: list[Channel] = []
     if settings.telegram is not None:
@@ -88,6 +89,12 @@ class BotAlerts:
         def warn(text: str) -> None:
             log.warning(text)
             say(f"warning: {text}")
+
+        from tradeforge.notifications.channels.telegram import TelegramChannel
+        from tradeforge.notifications.commands import TelegramCommands
+        from tradeforge.notifications.manager import Notifier
+        from tradeforge.notifications.outbox import Outbox
+        from tradeforge.notifications.render import Renderer
 
         channels = build_channels(config, warn)
         outbox = Outbox(repository.engine, repository.bot_id)

@@ -6,20 +6,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
 import numpy as np
 
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.data import load_candles
-from tradeforge.engine.exchange import exchange_client, store_folder
 from tradeforge.feeds.candles import Candles
-from tradeforge.feeds.ccxt import LiveFeed
-from tradeforge.feeds.download import check_request
 from tradeforge.feeds.replay import ReplayFeed
 from tradeforge.feeds.store import CandleStore
-from tradeforge.resilience.exchange import ExchangeClient
+
+if TYPE_CHECKING:  # ccxt loads only for a bot on an exchange feed
+    from tradeforge.feeds.ccxt import LiveFeed
+    from tradeforge.resilience.exchange import ExchangeClient
 
 
 @dataclass
@@ -82,6 +82,10 @@ def build_feeds(
 def _live_feeds(
     config: BotConfig, stop: threading.Event, say: Callable[[str], None], client: ExchangeClient | None
 ) -> BotFeeds:
+    from tradeforge.engine.exchange import exchange_client, store_folder
+    from tradeforge.feeds.ccxt import LiveFeed
+    from tradeforge.feeds.download import check_request
+
     exchange = config.exchange
     client = client or exchange_client(exchange)
     check_request(
