@@ -28,16 +28,20 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Engine,
+    Float,
     Select,
     String,
     Table,
+    and_,
     bindparam,
     func,
     insert,
+    or_,
     select,
     type_coerce,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
@@ -226,14 +230,40 @@ def _stored(column: Column[Any]) -> Any:
     return type_coerce(column, String())
 
 
-_BOT_ORDERS = select(
-    _ORDERS.c.id,
-    _ORDERS.c.client_order_id,
-    _ORDERS.c.trade_id,
-    _stored(_ORDERS.c.amount),
-    _stored(_ORDERS.c.filled),
-    _stored(_ORDERS.c.status),
-).where(_ORDERS.c.bot_id == bindparam("bot_id"))
+def _nonzero(money: Column[Any]) -> Any:
+    """Exact on both backends: a NUMERIC(36, 18) or decimal text value is 0 exactly when its double is."""
+    return sql_cast(money, Float) != 0
+
+
+# integrity_problems: the orders that are not plainly consistent, found by the database. Plainly
+# consistent: in a trade, and either without fills with nothing filled, or with exactly one fill equal
+# (as stored) to both its filled and its amount. "Equal as stored" is exact (NUMERIC on PostgreSQL,
+# the same decimal text on SQLite); anything else is checked exactly in Python.
+_FILL_COUNT = func.count(_FILLS.c.id)
+_SUSPECT_ORDERS = (
+    select(
+        _ORDERS.c.id,
+        _ORDERS.c.client_order_id,
+        _ORDERS.c.trade_id,
+        _stored(_ORDERS.c.amount),
+        _stored(_ORDERS.c.filled),
+        _stored(_ORDERS.c.status),
+    )
+    .select_from(_ORDERS.outerjoin(_FILLS, _FILLS.c.order_id == _ORDERS.c.id))
+    .where(_ORDERS.c.bot_id == bindparam("bot_id"))
+    .group_by(_ORDERS.c.id)
+    .having(
+        or_(
+            _ORDERS.c.trade_id.is_(None),
+            _FILL_COUNT > 1,
+            and_(_FILL_COUNT == 0, _nonzero(_ORDERS.c.filled)),
+            and_(
+                _FILL_COUNT == 1,
+                or_(func.min(_FILLS.c.amount) != _ORDERS.c.filled, _ORDERS.c.filled != _ORDERS.c.amount),
+            ),
+        )
+    )
+)
 _STORED_ORDERS = (
     select(
         _ORDERS.c.id,
@@ -249,15 +279,18 @@ _STORED_ORDERS = (
     .where(_ORDERS.c.bot_id == bindparam("bot_id"), _ORDERS.c.id > bindparam("after_id"))
     .order_by(_ORDERS.c.id)
 )
-_BOT_ORDER_FILLS = (
+_FILLS_OF_ORDERS = (
     select(_FILLS.c.order_id, _stored(_FILLS.c.amount))
-    .select_from(_FILLS.join(_ORDERS, _ORDERS.c.id == _FILLS.c.order_id))
-    .where(_ORDERS.c.bot_id == bindparam("bot_id"))
+    .where(_FILLS.c.order_id.in_(bindparam("order_ids", expanding=True)))
     .order_by(_FILLS.c.id)
 )
-_CLOSED_TRADE_AMOUNTS = (
+_CLOSED_TRADES_NOT_FLAT = (
     select(_TRADES.c.id, _stored(_TRADES.c.amount))
-    .where(_TRADES.c.bot_id == bindparam("bot_id"), _TRADES.c.status == TradeStatus.CLOSED)
+    .where(
+        _TRADES.c.bot_id == bindparam("bot_id"),
+        _TRADES.c.status == TradeStatus.CLOSED,
+        _nonzero(_TRADES.c.amount),
+    )
     .order_by(_TRADES.c.id)
 )
 # trade_records: every fill of the bot's trades with its order's side, in order-then-fill order.
@@ -749,9 +782,12 @@ class Repository:
     def integrity_problems(self) -> list[Problem]:
         """Rows that cannot all be true at once; a bot refuses to trade while any exist."""
         with self.engine.connect() as connection, _collector_paused():
-            fills = connection.execute(_BOT_ORDER_FILLS, {"bot_id": self.bot_id}).all()
-            orders = connection.execute(_BOT_ORDERS, {"bot_id": self.bot_id}).all()
-            closed_trades = connection.execute(_CLOSED_TRADE_AMOUNTS, {"bot_id": self.bot_id}).all()
+            orders = connection.execute(_SUSPECT_ORDERS, {"bot_id": self.bot_id}).all()
+            fills: list[Any] = []
+            for first in range(0, len(orders), 1000):
+                ids = [order[0] for order in orders[first : first + 1000]]
+                fills += connection.execute(_FILLS_OF_ORDERS, {"order_ids": ids}).all()
+            closed_trades = connection.execute(_CLOSED_TRADES_NOT_FLAT, {"bot_id": self.bot_id}).all()
         totals: dict[int, Decimal] = {}
         for order_id, amount in fills:  # summed in fill order, as the ORM summed `order.fills`
             totals[order_id] = totals.get(order_id, Decimal(0)) + Decimal(amount)
