@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tradeforge.cli_db import db_app
+from tradeforge.cli_optimize import register as register_optimize
 from tradeforge.config.catalog import list_templates, write_template
 from tradeforge.config.loader import load_config, redacted
 from tradeforge.config.schema import BotConfig
@@ -28,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db", help="Database schema: show its revision (`current`), migrate it (`upgrade`).")
+register_optimize(app)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2

@@ -11,7 +11,15 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from tradeforge.config.schema import BotConfig, BrokerConfig, DataConfig, PersistenceConfig, StrategyConfig
+from tradeforge.config.schema import (
+    BotConfig,
+    BrokerConfig,
+    DataConfig,
+    OptimizeConfig,
+    PersistenceConfig,
+    RangeOverride,
+    StrategyConfig,
+)
 from tradeforge.strategies.registry import KIND_ORDER, Registry
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
@@ -21,6 +29,8 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("broker", BrokerConfig),
     ("persistence", PersistenceConfig),
     ("strategy", StrategyConfig),
+    ("optimize", OptimizeConfig),
+    ("optimize.space.MIXIN.PARAM", RangeOverride),
 )
 _KIND_KEYS = {
     "entry": "strategy.entry: {name: NAME, ...}",
