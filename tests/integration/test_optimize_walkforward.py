@@ -4,6 +4,7 @@ scored on lie inside its windows."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_no_window_sees_bars_after_it(mode: str, n: int, folds: int, holdout: fl
         assert fold.train.end == fold.test.start  # train strictly before test, nothing shared
         assert p.search.contains(fold.train) and p.search.contains(fold.test)
     tests = [f.test for f in p.folds]
-    assert all(a.end == b.start for a, b in zip(tests, tests[1:], strict=False))  # test windows tile forward
+    assert all(a.end == b.start for a, b in itertools.pairwise(tests))  # test windows tile forward
     if p.holdout is not None:
         assert p.holdout.start == p.search.end and p.holdout.end > times[-1]
         assert np.count_nonzero(times >= p.holdout.start) == round(n * holdout)
@@ -97,7 +98,7 @@ def test_deflated_sharpe_is_the_probabilistic_sharpe_against_the_luck_of_n_trial
     skew, kurt = float(np.mean(z**3)), float(np.mean(z**4))
     psr = 0.5 * (1 + math.erf(sr * math.sqrt(1999) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2) / math.sqrt(2)))
     assert deflated_sharpe_ratio(returns, [sr]) == pytest.approx(psr)  # one trial: nothing to deflate
-    many = deflated_sharpe_ratio(returns, list(np.random.default_rng(6).normal(0, 0.03, 200)) + [sr])
+    many = deflated_sharpe_ratio(returns, [*np.random.default_rng(6).normal(0, 0.03, 200), sr])
     assert psr > 0.9
     assert many is not None and many < 0.5  # the best of 200 noisy trials: no longer convincing
     assert deflated_sharpe_ratio(np.zeros(10), [0.1]) is None
