@@ -197,8 +197,13 @@ def optimize_results(
         base = (datadir or config.data_dir).resolve()
         url = url or config.optimize.storage or f"sqlite:///{(base / 'optuna.sqlite').as_posix()}"
         name = name or config.optimize.study or config.name
-    if url is None or name is None:
-        raise ConfigError([Problem("--storage/--study", "give --storage and --study, or --config")])
+    if url is None:  # the default storage of a bot with the default data_dir, run from this directory
+        default = (datadir or Path("user_data")).resolve() / "optuna.sqlite"
+        if not default.is_file():
+            raise ConfigError([Problem("--storage", f"no study storage at {default}; give --storage or --config")])
+        url = f"sqlite:///{default.as_posix()}"
+    if name is None:
+        raise ConfigError([Problem("--study", "give the study name (or --config: the bot's name)")])
     found, spec = open_existing(url, name)
     rows = results_rows(found, top)
     objectives = found.user_attrs.get("tradeforge_objectives") or ["value"]

@@ -4,6 +4,7 @@ exported trial reproduces its metric in a plain backtest."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,30 @@ def test_walk_forward_study_scores_out_of_sample_and_reports_in_sample(tmp_path:
         folds = trial.user_attrs["folds"]
         assert len(folds) == 2 and trial.values[0] == pytest.approx(sum(f[0] for f in folds) / 2)
     assert 0.0 <= report["deflated_sharpe"]["value"] <= 1.0
+
+
+def test_custom_objective_function_scores_and_sets_the_direction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "my_objectives.py").write_text(
+        "def exposure(result):\n    return result.metrics['exposure']\nexposure.direction = 'minimize'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=3, objectives=["my_objectives:exposure"]))
+    run_prepared(prepared)
+    assert prepared.study.direction == optuna.study.StudyDirection.MINIMIZE
+    for trial in prepared.study.get_trials(states=(TrialState.COMPLETE,)):
+        assert trial.values == [trial.user_attrs["metrics"]["exposure"]]
+    with pytest.raises(ConfigError, match="cannot import the objective function"):
+        prepare(StudyRequest([bot(tmp_path)], objectives=["my_objectives:nope"], study="other"))
+
+
+def test_median_pruner_stops_trials_between_walk_forward_folds(tmp_path: Path) -> None:
+    config = bot(tmp_path, space={"sma_cross": {"fast": {"low": 3, "high": 25}, "slow": 30}, "percent_equity": False})
+    prepared = prepare(StudyRequest([config], trials=14, walk_forward=3, min_trades=0, end=dt.datetime(2023, 6, 30)))
+    run_prepared(prepared)
+    trials = prepared.study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and "rejected" not in t.user_attrs]
+    assert pruned, "some trial should score below the median of earlier trials at a fold"
+    assert all(1 <= len(t.intermediate_values) < 3 for t in pruned)  # stopped before its last fold
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 14

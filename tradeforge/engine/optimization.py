@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 
 from tradeforge.analytics.metrics import periods_per_year, returns_from_equity
-from tradeforge.config.loader import merged_document, problems_from_validation
+from tradeforge.config.loader import merged_document, problems_from_validation, redacted
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.backtest import run_backtest
 from tradeforge.engine.data import load_candles
@@ -108,6 +108,7 @@ def study_document(request: StudyRequest) -> dict[str, Any]:
     }
     optimize.update({k: v for k, v in given.items() if v is not None})
     optimize.pop("storage", None)  # where the study lives is not part of it (and may hold a password)
+    doc = redacted(doc)  # the study stores it; a backtest needs no secret
     try:
         BotConfig.model_validate(doc)
     except ValidationError as exc:
@@ -508,6 +509,8 @@ def export_config(study: optuna.Study, spec: dict[str, Any], path: Path, number:
         f"({', '.join(f'{v:.6g}' for v in trial.values)}).\n"
         "# data.start/data.end are the study's search window (hold-out excluded).\n"
     )
+    if report.get("plan", {}).get("folds"):
+        header += "# The trial's value is its out-of-sample mean over walk-forward folds, not this window's.\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return trial

@@ -151,7 +151,8 @@ class CreationLock:
 
 class Heartbeat:
     """Records a running trial's heartbeat every HEARTBEAT_SECONDS from a thread, so a worker that
-    dies (SIGKILL, power loss) leaves a trial the others can recognise as stale and fail."""
+    dies (SIGKILL, power loss) leaves a trial the others can recognise as stale and fail. Optuna's own
+    heartbeat thread only runs inside Study.optimize, which cannot create trials under CreationLock."""
 
     def __init__(self, storage: Any, trial_id: int) -> None:
         self._stop = threading.Event()
