@@ -153,6 +153,7 @@ def run_worker(
         try:
             _run_trial(study, trial, evaluator, trials, worker)
             errors = 0
+            finished += 1
         except KeyboardInterrupt:
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
@@ -168,7 +169,6 @@ def run_worker(
         # A backtest leaves reference cycles (Backtrader lines and their owners) holding its arrays;
         # collecting them now, not whenever the collector gets round to it, keeps a worker's memory flat.
         gc.collect()
-        finished += 1
         if after_trial is not None:
             after_trial()
     return finished
