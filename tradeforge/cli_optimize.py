@@ -139,7 +139,11 @@ def optimize(
             sys.exit(130)
     if final.done < prepared.budget:
         err.print(f"stopped by --timeout with {final.done} of {prepared.budget} trials; run again to continue")
-    report = study_report(prepared)
+    try:
+        report = study_report(prepared)
+    except KeyboardInterrupt:
+        err.print("interrupted while reporting: the trials are saved; `optimize-results` lists them")
+        sys.exit(130)
     _render_report(prepared.study, report)
     if json_out is not None:
         summary = {

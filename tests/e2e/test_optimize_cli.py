@@ -93,18 +93,7 @@ def test_resume_after_sigkill_continues_the_same_study(tmp_path: Path) -> None:
     write_bot(tmp_path, start="2023-01-01", end="2023-12-31")
     command = [str(SCRIPT), "optimize", "--config", "bot.yaml", "--trials", "25", "--seed", "3"]
     process = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    database = tmp_path / "user_data" / "optuna.sqlite"
-    deadline = time.monotonic() + 120
-    done = 0
-    while done < 3 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.1)
-        if database.exists():
-            try:
-                with sqlite3.connect(database, timeout=5) as connection:
-                    done = connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-            except sqlite3.OperationalError:  # tables not created yet
-                continue
-    assert process.poll() is None, "the study finished before it could be killed; make the trials slower"
+    wait_for_complete(tmp_path / "user_data" / "optuna.sqlite", process, 3)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     url = sqlite_url(tmp_path)
@@ -117,6 +106,44 @@ def test_resume_after_sigkill_continues_the_same_study(tmp_path: Path) -> None:
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     assert {n: (t.params, t.values) for t in trials if (n := t.number) in before} == before
     assert all(t.state != TrialState.RUNNING for t in trials)  # the killed trial was failed, then replaced
+
+
+def wait_for_complete(database: Path, process: subprocess.Popen[bytes], count: int) -> None:
+    deadline = time.monotonic() + 120
+    done = 0
+    while done < count and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+        if database.exists():
+            try:
+                with sqlite3.connect(database, timeout=5) as connection:
+                    done = connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+            except sqlite3.OperationalError:  # tables not created yet
+                continue
+    assert process.poll() is None, "the study finished before it could be interrupted; make the trials slower"
+
+
+def as_in_a_terminal() -> None:
+    """Ctrl-C handling as in a terminal, even when the tests run as a background job (SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_with_130_and_the_same_command_finishes_the_study(tmp_path: Path, jobs: str) -> None:
+    write_bot(tmp_path, start="2023-01-01", end="2023-12-31")
+    command = [str(SCRIPT), "optimize", "--config", "bot.yaml", "--trials", "30", "--jobs", jobs]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_in_a_terminal
+    )
+    wait_for_complete(tmp_path / "user_data" / "optuna.sqlite", process, 2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and b"run the same command again" in stderr
+    trials = trials_of(sqlite_url(tmp_path))
+    assert all(t.state != TrialState.RUNNING for t in trials)  # interrupted trials are failed at once
+    assert sum(t.state in COUNTED for t in trials) < 30
+    rerun = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sum(t.state in COUNTED for t in trials_of(sqlite_url(tmp_path))) == 30
 
 
 def test_jobs_starts_worker_processes_that_share_the_exact_budget(tmp_path: Path) -> None:

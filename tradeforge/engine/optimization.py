@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import multiprocessing as mp
+import os
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from tradeforge.optimize.study import (
     REPORT_KEY,
     SPEC_KEY,
     Evaluation,
+    Interrupts,
     counted,
     load_study,
     open_study,
@@ -348,11 +351,16 @@ def run_prepared(
     for process in workers:
         process.start()
     try:
-        while any(p.is_alive() for p in workers):
-            report()
-            for p in workers:
-                p.join(timeout=1.0 / len(workers))
-    except KeyboardInterrupt:
+        with Interrupts() as interrupts:
+            while any(p.is_alive() for p in workers):
+                report()  # reads every trial from the storage: not so often that it takes a worker's CPU
+                for p in workers:
+                    p.join(timeout=2.0 / len(workers))
+                interrupts.check()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; a signal to us alone is passed on
+        for p in workers:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGINT)
         for p in workers:
             p.join(timeout=30)
         raise

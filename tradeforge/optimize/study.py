@@ -7,13 +7,16 @@ Ctrl-C, a worker killed and failed by the heartbeat check) does not count, so it
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -132,46 +135,97 @@ def run_worker(
     finished = 0
     errors = 0
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    while deadline is None or time.monotonic() < deadline:
-        with lock, warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we beat ourselves
-            optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            done = counted(trials)
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            trial = None
-            if done + running < budget:
-                trial = study.ask()
-                storage.record_heartbeat(trial._trial_id)
-        if trial is None:
-            if done >= budget or running == 0:
-                break
-            time.sleep(1.0)  # the last trials run elsewhere: wait until they finish or go stale
-            continue
-        heartbeat = Heartbeat(storage, trial._trial_id)
-        try:
-            _run_trial(study, trial, evaluator, trials, worker)
-            errors = 0
-            finished += 1
-        except KeyboardInterrupt:
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        except Exception as exc:
-            errors += 1
-            log.error("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            if errors >= MAX_CONSECUTIVE_ERRORS:
+    with Interrupts() as interrupts:
+        while deadline is None or time.monotonic() < deadline:
+            with interrupts.deferred(), lock, warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we beat ourselves
+                optuna.storages.fail_stale_trials(study)
+                trials = study.get_trials(deepcopy=False)
+                done = counted(trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                trial = None
+                if done + running < budget:
+                    trial = study.ask()
+                    storage.record_heartbeat(trial._trial_id)
+            if interrupts.received:
+                if trial is not None:
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                raise KeyboardInterrupt
+            if trial is None:
+                if done >= budget or running == 0:
+                    break
+                time.sleep(1.0)  # the last trials run elsewhere: wait until they finish or go stale
+                continue
+            heartbeat = Heartbeat(storage, trial._trial_id)
+            try:
+                _run_trial(study, trial, evaluator, trials, worker)
+                errors = 0
+                finished += 1
+            except KeyboardInterrupt:
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 raise
-        finally:
-            heartbeat.stop()
-        # A backtest leaves reference cycles (Backtrader lines and their owners) holding its arrays;
-        # collecting them now, not whenever the collector gets round to it, keeps a worker's memory flat.
-        gc.collect()
-        if after_trial is not None:
-            after_trial()
+            except Exception as exc:
+                errors += 1
+                log.error("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    raise
+            finally:
+                heartbeat.stop()
+            # A backtest leaves reference cycles (Backtrader lines and their owners) holding its arrays;
+            # collecting them now, not whenever the collector gets round to it, keeps a worker's memory flat.
+            with interrupts.deferred():
+                gc.collect()
+            interrupts.check()
+            if after_trial is not None:
+                after_trial()
     return finished
+
+
+class Interrupts:
+    """Ctrl-C (SIGINT) for the worker loop: raised as KeyboardInterrupt at once, except inside
+    `deferred()` blocks, and remembered as a flag. Python runs a signal handler in whatever code is
+    executing, and a KeyboardInterrupt raised inside a finalizer or weakref callback (the garbage
+    collector runs many after a backtest) is printed and dropped; `check()` raises it again later.
+    Deferring matters while a trial is created: one without its first heartbeat could never be
+    recognised as stale, and would keep the study's count from closing."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._deferring = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) not in (
+            signal.SIG_IGN,
+            None,
+        ):  # not ours to handle from another thread; ignored on purpose under nohup or as a background job
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        if not self._deferring:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt
 
 
 def _run_trial(
