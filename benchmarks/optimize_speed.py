@@ -8,7 +8,8 @@ command in a fresh process (start-up, data loading, worker processes and the SQL
 The space is fast 5..50, slow 55..200 step 5, so no trial is an invalid (cheap) combination; trials
 whose parameters repeat an earlier trial are served from the study and counted separately
 ("evaluated" = backtests actually run). Also reports each worker's peak RSS after its first and its
-last trial: flat means no memory growth over the study.
+last trial: flat means no memory growth over the study. The machine's load average before and after
+each run and the median seconds per trial tell a slow run on a busy machine from overhead.
 
     .venv/bin/python benchmarks/optimize_speed.py                        # 100 trials, 100k candles
     .venv/bin/python benchmarks/optimize_speed.py --trials 20 --bars 50000 --skip-plain
@@ -20,6 +21,8 @@ import argparse
 import datetime as dt
 import math
 import multiprocessing as mp
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +60,7 @@ def run_plain(bars: int, trials: int, cpus: int) -> dict[str, Any]:
     frame = make_candles(bars).to_frame()
     frame.index = frame.index.tz_convert(None)
     fast, slow = grid(trials)
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     cerebro = bt.Cerebro(maxcpus=cpus)
     cerebro.adddata(bt.feeds.PandasData(dataname=frame))
@@ -65,7 +69,8 @@ def run_plain(bars: int, trials: int, cpus: int) -> dict[str, Any]:
     cerebro.broker.setcommission(commission=COMMISSION)
     cerebro.addsizer(bt.sizers.PercentSizer, percents=PERCENT)
     runs = cerebro.run()
-    return {"seconds": time.perf_counter() - started, "trials": len(runs), "evaluated": len(runs)}
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "trials": len(runs), "evaluated": len(runs), "load": (load, os.getloadavg()[0])}
 
 
 def _plain_strategy() -> type:
@@ -140,6 +145,7 @@ def run_tradeforge(config: Path, folder: Path, jobs: int, seed: int) -> dict[str
     url = f"sqlite:///{(folder / f'{study}.sqlite').as_posix()}"
     command = [str(TRADEFORGE), "optimize", "--config", str(config), "--jobs", str(jobs), "--study", study]
     command += ["--storage", url, "--seed", str(seed)]
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
     seconds = time.perf_counter() - started
@@ -149,7 +155,15 @@ def run_tradeforge(config: Path, folder: Path, jobs: int, seed: int) -> dict[str
     for t in sorted(evaluated, key=lambda t: t.number):
         if "rss_mb" in t.user_attrs:
             memory.setdefault(t.user_attrs["worker"], []).append(t.user_attrs["rss_mb"])
-    return {"seconds": seconds, "trials": len(trials), "evaluated": len(evaluated), "memory": memory}
+    per_trial = statistics.median(t.user_attrs["seconds"] for t in evaluated if "seconds" in t.user_attrs)
+    return {
+        "seconds": seconds,
+        "trials": len(trials),
+        "evaluated": len(evaluated),
+        "memory": memory,
+        "median_trial": per_trial,
+        "load": (load, os.getloadavg()[0]),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -171,13 +185,17 @@ def main(argv: list[str]) -> int:
             rows[f"plain optstrategy maxcpus={cpus}"] = plain_in_fresh_process(args.bars, args.trials, cpus)
             print(f"done: plain maxcpus={cpus}", file=sys.stderr, flush=True)
     print(f"{args.bars:,} one-minute candles, {args.trials} trials, sma_cross")
-    print(f"{'variant':<30} {'trials':>6} {'evaluated':>9} {'seconds':>8} {'trials/min':>10} {'evaluated/min':>13}")
+    print(
+        f"{'variant':<30} {'trials':>6} {'evaluated':>9} {'seconds':>8} {'trials/min':>10} {'evaluated/min':>13} "
+        f"{'median trial s':>14} {'load avg before/after':>21}"
+    )
     rate: dict[str, float] = {}
     for name, row in rows.items():
         rate[name] = row["evaluated"] / row["seconds"] * 60
         print(
             f"{name:<30} {row['trials']:>6} {row['evaluated']:>9} {row['seconds']:>8.1f} "
-            f"{row['trials'] / row['seconds'] * 60:>10.2f} {rate[name]:>13.2f}"
+            f"{row['trials'] / row['seconds'] * 60:>10.2f} {rate[name]:>13.2f} "
+            f"{row.get('median_trial', float('nan')):>14.2f} {row['load'][0]:>10.2f} / {row['load'][1]:.2f}"
         )
     j1, j2 = rate["tradeforge --jobs 1"], rate["tradeforge --jobs 2"]
     print(f"speed-up --jobs 2 / --jobs 1 (evaluated/min): {j2 / j1:.2f}x (target >= 1.8x)")
