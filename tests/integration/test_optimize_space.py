@@ -113,3 +113,15 @@ def test_trial_parameters_go_into_a_presets_params() -> None:
 def test_parameter_hash_ignores_order_and_tells_values_apart() -> None:
     assert params_hash({"a.x": 1, "b.y": 2.5}) == params_hash({"b.y": 2.5, "a.x": 1})
     assert params_hash({"a.x": 1}) != params_hash({"a.x": 2})
+
+
+def test_validate_config_checks_the_space_overrides(tmp_path: Any) -> None:
+    from tradeforge.engine.validation import validate_files
+
+    path = tmp_path / "bot.yaml"
+    path.write_text(
+        "strategy: {preset: sma_cross}\noptimize: {space: {sma_cross: {slow: {low: 90, high: 50}}}}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as caught:
+        validate_files([path])
+    assert [p.where for p in caught.value.problems] == ["optimize.space.sma_cross.slow.high"]
