@@ -19,6 +19,7 @@ from tradeforge.cli_analytics import backtest_report, report_format_for
 from tradeforge.cli_analytics import register as register_analytics
 from tradeforge.cli_db import db_app
 from tradeforge.cli_notify import notifications
+from tradeforge.cli_optimize import register as register_optimize
 from tradeforge.config.catalog import list_templates, write_template
 from tradeforge.config.loader import load_config, redacted
 from tradeforge.config.schema import BotConfig
@@ -35,6 +36,7 @@ app.add_typer(db_app, name="db", help="Database schema: show its revision (`curr
 register_analytics(app)
 cli_exchange.register(app)
 app.command()(notifications)
+register_optimize(app)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2

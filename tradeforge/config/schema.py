@@ -10,7 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Mode = Literal["backtest", "paper", "live"]
 DataSource = Literal["sample", "csv", "parquet", "store", "replay", "binance", "yahoo"]
@@ -303,6 +303,59 @@ class NotificationsConfig(StrictModel):
     )
 
 
+class RangeOverride(StrictModel):
+    """A search range for one parameter; an unset side keeps the declared optimization range's."""
+
+    low: float | None = Field(None, description="lowest value tried")
+    high: float | None = Field(None, description="highest value tried")
+    step: float | None = Field(None, gt=0, description="grid step (integers: at least 1)")
+    log: bool = Field(False, description="sample on a log scale (no step)")
+
+
+def _fraction(value: Any) -> Any:
+    """`20%` -> 0.2; numbers pass through."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            return value
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_fraction), Field(ge=0, lt=0.9)]
+SpaceEntry = RangeOverride | list[str | bool | int | float] | str | bool | int | float
+
+
+class OptimizeConfig(StrictModel):
+    """Optimization studies (`tradeforge optimize`); command-line options beat these values.
+    `space` is keyed by mixin name, then parameter: `{low, high, step}` narrows a range, a list gives
+    the choices, a single value fixes the parameter, and `MIXIN: false` leaves a whole mixin alone."""
+
+    objectives: list[str] = Field(
+        default_factory=lambda: ["sharpe"],
+        min_length=1,
+        description="sharpe sortino calmar total_return profit_factor sqn max_drawdown cagr or module:function; "
+        "two or more make a Pareto study",
+    )
+    trials: int = Field(100, ge=1, le=1_000_000, description="finished trials the study should have")
+    space: dict[str, dict[str, SpaceEntry] | Literal[False]] = Field(
+        default_factory=dict, description="search-space overrides: {mixin: {param: range, list or value}}"
+    )
+    min_trades: int = Field(1, ge=0, description="reject a trial with fewer closed trades (out of sample)")
+    walk_forward: int = Field(0, ge=0, le=50, description="score on K out-of-sample folds (0: the whole period)")
+    walk_forward_mode: Literal["anchored", "rolling"] = Field(
+        "anchored", description="anchored: train from the start; rolling: train on the previous fold only"
+    )
+    holdout: Fraction = Field(0.0, description="last fraction of the data never shown to the optimizer (0.2 or 20%)")
+    prune: bool = Field(True, description="median pruner over walk-forward folds (single objective)")
+    top: int = Field(5, ge=1, le=100, description="best trials evaluated on the hold-out and in sample")
+    seed: int | None = Field(None, description="sampler seed (each worker adds its index)")
+    study: str | None = Field(None, description="study name (default: the bot name)")
+    storage: str | None = Field(
+        None, description="Optuna storage URL (default sqlite:///<data_dir>/optuna.sqlite); keep passwords in env"
+    )
+
+
 class BotConfig(StrictModel):
     """A whole bot: what it trades, on which data, with which strategy and broker."""
 
@@ -325,3 +378,4 @@ class BotConfig(StrictModel):
     notifications: NotificationsConfig = Field(
         default_factory=lambda: NotificationsConfig(), description="see `notifications`"
     )
+    optimize: OptimizeConfig = Field(default_factory=lambda: OptimizeConfig(), description="see `optimize`")

@@ -19,7 +19,9 @@ from tradeforge.config.schema import (
     EmailConfig,
     ExchangeConfig,
     NotificationsConfig,
+    OptimizeConfig,
     PersistenceConfig,
+    RangeOverride,
     StrategyConfig,
     TelegramConfig,
     YahooConfig,
@@ -39,6 +41,8 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("notifications.telegram", TelegramConfig),
     ("notifications.email", EmailConfig),
     ("notifications.delivery", DeliveryConfig),
+    ("optimize", OptimizeConfig),
+    ("optimize.space.MIXIN.PARAM", RangeOverride),
 )
 _KIND_KEYS = {
     "entry": "strategy.entry: {name: NAME, ...}",

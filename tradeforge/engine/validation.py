@@ -48,7 +48,12 @@ def validate_files(
         problems += _strategy_problems(document, registry, {p.where for p in problems})
         raise ConfigError(problems, source=source) from None
     try:
-        validate(config, registry)
+        resolved = validate(config, registry)
+        if config.optimize.space:
+            from tradeforge.optimize.space import build_space
+            from tradeforge.strategies.registry import params_model
+
+            build_space(resolved.cls, config.optimize.space, params_model)
     except ConfigError as exc:
         raise ConfigError(exc.problems, source=source) from None
     return config

@@ -1,0 +1,214 @@
+"""Optimization speed: `tradeforge optimize` with --jobs 1 and --jobs 2 against a plain Backtrader
+`optstrategy` grid of the same size with maxcpus=1 and maxcpus=2, all in one run.
+
+Everything runs on the same deterministic synthetic one-minute candles (reproducible offline), with the
+`sma_cross` preset (95 % of equity, 0.1 % commission) and the same strategy in plain Backtrader
+(`PandasData`, default Cerebro). tradeforge is timed as a user runs it: the `tradeforge optimize`
+command in a fresh process (start-up, data loading, worker processes and the SQLite study included).
+The space is fast 5..50, slow 55..200 step 5, so no trial is an invalid (cheap) combination; trials
+whose parameters repeat an earlier trial are served from the study and counted separately
+("evaluated" = backtests actually run). Also reports each worker's peak RSS after its first and its
+last trial: flat means no memory growth over the study. The machine's load average before and after
+each run and the median seconds per trial tell a slow run on a busy machine from overhead.
+
+    .venv/bin/python benchmarks/optimize_speed.py                        # 100 trials, 100k candles
+    .venv/bin/python benchmarks/optimize_speed.py --trials 20 --bars 50000 --skip-plain
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FAST, SLOW, PERCENT, CASH, COMMISSION = 10, 30, 95.0, 10_000.0, 0.001
+ROOT = Path(__file__).resolve().parents[1]
+TRADEFORGE = Path(sys.executable).parent / "tradeforge"
+
+
+def make_candles(bars: int) -> Any:
+    from tradeforge.feeds.synthetic import generate
+
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    return generate("BTC/USDT", "1m", start, bars, seed=11, start_price=30_000.0, annual_vol=0.6)
+
+
+def grid(trials: int) -> tuple[list[int], list[int]]:
+    """`trials` (fast, slow) combinations as a product of two ranges, as optstrategy takes them."""
+    a = max(d for d in range(1, math.isqrt(trials) + 1) if trials % d == 0)
+    b = trials // a
+    fast = [5 + round(i * 45 / max(a - 1, 1)) for i in range(a)]
+    slow = [55 + round(i * 145 / max(b - 1, 1)) for i in range(b)]
+    return fast, slow
+
+
+def run_plain(bars: int, trials: int, cpus: int) -> dict[str, Any]:
+    """The hand-written Backtrader grid a user would otherwise run."""
+    import backtrader as bt
+
+    frame = make_candles(bars).to_frame()
+    frame.index = frame.index.tz_convert(None)
+    fast, slow = grid(trials)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    cerebro = bt.Cerebro(maxcpus=cpus)
+    cerebro.adddata(bt.feeds.PandasData(dataname=frame))
+    cerebro.optstrategy(PlainSmaCross, fast=fast, slow=slow)
+    cerebro.broker.setcash(CASH)
+    cerebro.broker.setcommission(commission=COMMISSION)
+    cerebro.addsizer(bt.sizers.PercentSizer, percents=PERCENT)
+    runs = cerebro.run()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "trials": len(runs), "evaluated": len(runs), "load": (load, os.getloadavg()[0])}
+
+
+def _plain_strategy() -> type:
+    import backtrader as bt
+
+    class SmaCross(bt.Strategy):
+        params = (("fast", FAST), ("slow", SLOW))
+
+        def __init__(self) -> None:
+            self.crossover = bt.ind.CrossOver(bt.ind.SMA(period=self.p.fast), bt.ind.SMA(period=self.p.slow))
+
+        def next(self) -> None:
+            if not self.position:
+                if self.crossover > 0:
+                    self.buy()
+            elif self.crossover < 0:
+                self.close()
+
+    return SmaCross
+
+
+PlainSmaCross = _plain_strategy()
+PlainSmaCross.__qualname__ = PlainSmaCross.__name__ = "PlainSmaCross"  # picklable for maxcpus > 1
+
+
+def _child(bars: int, trials: int, cpus: int, queue: Any) -> None:
+    queue.put(run_plain(bars, trials, cpus))
+
+
+def plain_in_fresh_process(bars: int, trials: int, cpus: int) -> dict[str, Any]:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(bars, trials, cpus, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def write_inputs(folder: Path, bars: int, trials: int) -> Path:
+    data = folder / "BTC-USDT_1m.parquet"
+    make_candles(bars).to_frame().to_parquet(data)
+    config = folder / "bench.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bench",
+                "data_dir": str(folder),
+                "data": {"source": "parquet", "path": str(data), "symbols": ["BTC/USDT"], "timeframe": "1m"},
+                "broker": {"cash": CASH, "commission": COMMISSION},
+                "strategy": {"preset": "sma_cross", "params": {"percent_equity_pct": PERCENT}},
+                "optimize": {
+                    "trials": trials,
+                    "min_trades": 0,
+                    "space": {
+                        "sma_cross": {"fast": {"low": 5, "high": 50}, "slow": {"low": 55, "high": 200, "step": 5}},
+                        "percent_equity": False,
+                    },
+                },
+            }
+        )
+    )
+    return config
+
+
+def run_tradeforge(config: Path, folder: Path, jobs: int, seed: int) -> dict[str, Any]:
+    import optuna
+
+    from tradeforge.optimize.storage import open_storage
+
+    study = f"jobs{jobs}"
+    url = f"sqlite:///{(folder / f'{study}.sqlite').as_posix()}"
+    command = [str(TRADEFORGE), "optimize", "--config", str(config), "--jobs", str(jobs), "--study", study]
+    command += ["--storage", url, "--seed", str(seed)]
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
+    seconds = time.perf_counter() - started
+    trials = optuna.load_study(storage=open_storage(url), study_name=study).get_trials()
+    evaluated = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    memory: dict[str, list[float]] = {}
+    for t in sorted(evaluated, key=lambda t: t.number):
+        if "rss_mb" in t.user_attrs:
+            memory.setdefault(t.user_attrs["worker"], []).append(t.user_attrs["rss_mb"])
+    per_trial = statistics.median(t.user_attrs["seconds"] for t in evaluated if "seconds" in t.user_attrs)
+    return {
+        "seconds": seconds,
+        "trials": len(trials),
+        "evaluated": len(evaluated),
+        "memory": memory,
+        "median_trial": per_trial,
+        "load": (load, os.getloadavg()[0]),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=100_000)
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-plain", action="store_true", help="only the tradeforge runs")
+    args = parser.parse_args(argv)
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="tf-optbench-") as tmp:
+        folder = Path(tmp)
+        config = write_inputs(folder, args.bars, args.trials)
+        for jobs in (1, 2):
+            rows[f"tradeforge --jobs {jobs}"] = run_tradeforge(config, folder, jobs, args.seed)
+            print(f"done: tradeforge --jobs {jobs}", file=sys.stderr, flush=True)
+    if not args.skip_plain:
+        for cpus in (1, 2):
+            rows[f"plain optstrategy maxcpus={cpus}"] = plain_in_fresh_process(args.bars, args.trials, cpus)
+            print(f"done: plain maxcpus={cpus}", file=sys.stderr, flush=True)
+    print(f"{args.bars:,} one-minute candles, {args.trials} trials, sma_cross")
+    print(
+        f"{'variant':<30} {'trials':>6} {'evaluated':>9} {'seconds':>8} {'trials/min':>10} {'evaluated/min':>13} "
+        f"{'median trial s':>14} {'load avg before/after':>21}"
+    )
+    rate: dict[str, float] = {}
+    for name, row in rows.items():
+        rate[name] = row["evaluated"] / row["seconds"] * 60
+        print(
+            f"{name:<30} {row['trials']:>6} {row['evaluated']:>9} {row['seconds']:>8.1f} "
+            f"{row['trials'] / row['seconds'] * 60:>10.2f} {rate[name]:>13.2f} "
+            f"{row.get('median_trial', float('nan')):>14.2f} {row['load'][0]:>10.2f} / {row['load'][1]:.2f}"
+        )
+    j1, j2 = rate["tradeforge --jobs 1"], rate["tradeforge --jobs 2"]
+    print(f"speed-up --jobs 2 / --jobs 1 (evaluated/min): {j2 / j1:.2f}x (target >= 1.8x)")
+    if not args.skip_plain:
+        p1, p2 = rate["plain optstrategy maxcpus=1"], rate["plain optstrategy maxcpus=2"]
+        print(f"tradeforge --jobs 1 / plain maxcpus=1: {j1 / p1:.2f}x (target >= 4x)")
+        print(f"tradeforge --jobs 2 / plain maxcpus=2: {j2 / p2:.2f}x (target >= 2x)")
+    for name in ("tradeforge --jobs 1", "tradeforge --jobs 2"):
+        for worker, peaks in rows[name]["memory"].items():
+            print(f"{name} worker {worker}: peak RSS {peaks[0]:.0f} MB after its first trial, {peaks[-1]:.0f} MB "
+                  f"after its last ({len(peaks)} trials)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,177 @@
+"""Studies on SQLite and PostgreSQL: the trial budget is exact and resumable, identical parameters are
+scored once, constraints reject trials, a study's objectives cannot be changed under it, and an
+exported trial reproduces its metric in a plain backtest."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tradeforge.config.loader import load_config
+from tradeforge.engine.backtest import run_backtest
+from tradeforge.engine.optimization import (
+    StudyRequest,
+    export_config,
+    open_existing,
+    prepare,
+    results_rows,
+    run_prepared,
+    study_report,
+)
+from tradeforge.optimize.storage import open_storage
+from tradeforge.resilience.errors import ConfigError
+
+SPACE = {"sma_cross": {"fast": {"low": 5, "high": 20}, "slow": {"low": 25, "high": 60}}, "percent_equity": False}
+
+
+def bot(tmp_path: Path, **optimize: Any) -> Path:
+    path = tmp_path / "bot.yaml"
+    document = {
+        "name": "opt-bot",
+        "data_dir": str(tmp_path / "user_data"),
+        "data": {"source": "sample", "timeframe": "1h", "start": "2023-01-01", "end": "2023-02-15"},
+        "strategy": {"preset": "sma_cross"},
+        "optimize": {"space": SPACE, "seed": 7, **optimize},
+    }
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def counted_states(url: str, name: str) -> list[TrialState]:
+    study = optuna.load_study(storage=open_storage(url), study_name=name)
+    return [t.state for t in study.get_trials()]
+
+
+def test_study_finishes_exactly_its_budget_and_resumes_toward_it(db_url: str, tmp_path: Path) -> None:
+    config = bot(tmp_path)
+    first = prepare(StudyRequest([config], trials=4, storage=db_url))
+    assert run_prepared(first).done == 4
+    before = {t.number: t.params for t in first.study.get_trials()}
+    again = prepare(StudyRequest([config], trials=7, storage=db_url))
+    assert run_prepared(again).done == 7
+    trials = again.study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(7))
+    assert {t.number: t.params for t in trials if t.number in before} == before  # earlier trials kept
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in counted_states(db_url, "opt-bot")) == 7
+    assert run_prepared(prepare(StudyRequest([config], trials=7, storage=db_url))).done == 7  # nothing left to do
+
+
+def test_identical_parameters_are_scored_once(tmp_path: Path) -> None:
+    config = bot(tmp_path, space={"sma_cross": {"fast": [8, 12], "slow": 40}, "percent_equity": False})
+    prepared = prepare(StudyRequest([config], trials=6))
+    run_prepared(prepared)
+    trials = prepared.study.get_trials()
+    fresh = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(trials) == 6 and len(fresh) == 2
+    for trial in trials:
+        twin = trials[trial.user_attrs.get("duplicate_of", trial.number)]
+        assert trial.values == twin.values and trial.user_attrs["params"] == twin.user_attrs["params"]
+
+
+def test_min_trades_rejects_degenerate_trials(tmp_path: Path) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=3, min_trades=10_000))
+    run_prepared(prepared)
+    trials = prepared.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 3
+    assert all("below optimize.min_trades" in t.user_attrs["rejected"] for t in trials)
+
+
+def test_invalid_parameter_combinations_are_rejected_not_run(tmp_path: Path) -> None:
+    config = bot(tmp_path, space={"sma_cross": {"fast": [30], "slow": [25]}, "percent_equity": False})
+    prepared = prepare(StudyRequest([config], trials=1))
+    run_prepared(prepared)
+    (trial,) = prepared.study.get_trials()
+    assert trial.state == TrialState.PRUNED and "must be smaller than slow" in trial.user_attrs["rejected"]
+
+
+def test_existing_study_with_other_objectives_is_refused_and_left_intact(db_url: str, tmp_path: Path) -> None:
+    config = bot(tmp_path)
+    run_prepared(prepare(StudyRequest([config], trials=2, storage=db_url)))
+    with pytest.raises(ConfigError, match="exists with other objectives"):
+        prepare(StudyRequest([config], trials=5, storage=db_url, objectives=["sharpe", "max_drawdown"]))
+    with pytest.raises(ConfigError, match="exists with other objectives"):
+        prepare(StudyRequest([config], trials=5, storage=db_url, objectives=["sortino"]))
+    study = optuna.load_study(storage=open_storage(db_url), study_name="opt-bot")
+    assert len(study.get_trials()) == 2 and len(study.directions) == 1
+    assert study.user_attrs["tradeforge_spec"]["config"]["optimize"]["trials"] == 2
+
+
+def test_unknown_objective_and_bad_storage_are_config_errors(tmp_path: Path) -> None:
+    config = bot(tmp_path)
+    with pytest.raises(ConfigError, match="unknown objective"):
+        prepare(StudyRequest([config], objectives=["sharp"]))
+    with pytest.raises(ConfigError, match="not a database URL"):
+        prepare(StudyRequest([config], storage="not a url"))
+    with pytest.raises(ConfigError) as caught:
+        prepare(StudyRequest([config], storage="postgresql://bob:hunter2@127.0.0.1:1/db"))
+    assert "cannot open the study storage" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "bob:***@" in str(caught.value)
+
+
+def test_pareto_study_ranks_the_front_first(tmp_path: Path) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=6, objectives=["sharpe", "max_drawdown"]))
+    run_prepared(prepared)
+    rows = results_rows(prepared.study, 10)
+    front = [r for r in rows if r["pareto"]]
+    assert front and rows[: len(front)] == front
+    assert all(len(r["values"]) == 2 for r in rows)
+
+
+def test_exported_config_reproduces_the_trials_metric(db_url: str, tmp_path: Path) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=5, storage=db_url, holdout=0.25))
+    run_prepared(prepared)
+    report = study_report(prepared)
+    assert report["top"][0]["holdout"]["n_trades"] >= 0
+    study, spec = open_existing(db_url, "opt-bot")
+    out = tmp_path / "best.yaml"
+    trial = export_config(study, spec, out)
+    result = run_backtest(load_config([out]))
+    assert result.metrics["sharpe"] == trial.values[0]
+    assert result.metrics == trial.user_attrs["metrics"]
+    assert result.end < load_config([bot(tmp_path)]).data.end  # the hold-out stays out
+
+
+def test_walk_forward_study_scores_out_of_sample_and_reports_in_sample(tmp_path: Path) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=4, walk_forward=2, holdout=0.2))
+    run_prepared(prepared)
+    report = study_report(prepared)
+    best = report["top"][0]
+    assert {"in_sample", "out_of_sample", "holdout"} <= set(best)
+    complete = [t for t in prepared.study.get_trials() if t.state == TrialState.COMPLETE]
+    for trial in complete:
+        folds = trial.user_attrs["folds"]
+        assert len(folds) == 2 and trial.values[0] == pytest.approx(sum(f[0] for f in folds) / 2)
+    assert 0.0 <= report["deflated_sharpe"]["value"] <= 1.0
+
+
+def test_custom_objective_function_scores_and_sets_the_direction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "my_objectives.py").write_text(
+        "def exposure(result):\n    return result.metrics['exposure']\nexposure.direction = 'minimize'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=3, objectives=["my_objectives:exposure"]))
+    run_prepared(prepared)
+    assert prepared.study.direction == optuna.study.StudyDirection.MINIMIZE
+    for trial in prepared.study.get_trials(states=(TrialState.COMPLETE,)):
+        assert trial.values == [trial.user_attrs["metrics"]["exposure"]]
+    with pytest.raises(ConfigError, match="cannot import the objective function"):
+        prepare(StudyRequest([bot(tmp_path)], objectives=["my_objectives:nope"], study="other"))
+
+
+def test_median_pruner_stops_trials_between_walk_forward_folds(tmp_path: Path) -> None:
+    config = bot(tmp_path, space={"sma_cross": {"fast": {"low": 3, "high": 25}, "slow": 30}, "percent_equity": False})
+    prepared = prepare(StudyRequest([config], trials=14, walk_forward=3, min_trades=0, end=dt.datetime(2023, 6, 30)))
+    run_prepared(prepared)
+    trials = prepared.study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and "rejected" not in t.user_attrs]
+    assert pruned, "some trial should score below the median of earlier trials at a fold"
+    assert all(1 <= len(t.intermediate_values) < 3 for t in pruned)  # stopped before its last fold
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 14
