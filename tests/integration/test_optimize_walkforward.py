@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tradeforge.analytics.metrics import deflated_sharpe_ratio, expected_max_sharpe, probabilistic_sharpe_ratio
 from tradeforge.engine.optimization import BacktestEvaluator, StudyRequest, study_document
-from tradeforge.optimize.dsr import deflated_sharpe_ratio, expected_max_sharpe
 from tradeforge.optimize.walkforward import Window, plan
 
 HOUR = 3_600 * 10**9
@@ -97,8 +97,9 @@ def test_deflated_sharpe_is_the_probabilistic_sharpe_against_the_luck_of_n_trial
     z = (returns - returns.mean()) / returns.std()
     skew, kurt = float(np.mean(z**3)), float(np.mean(z**4))
     psr = 0.5 * (1 + math.erf(sr * math.sqrt(1999) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2) / math.sqrt(2)))
-    assert deflated_sharpe_ratio(returns, [sr]) == pytest.approx(psr)  # one trial: nothing to deflate
-    many = deflated_sharpe_ratio(returns, [*np.random.default_rng(6).normal(0, 0.03, 200), sr])
+    assert probabilistic_sharpe_ratio(returns) == pytest.approx(psr, rel=1e-3)  # what one trial would score
+    trials = [*np.random.default_rng(6).normal(0, 0.03, 200), sr]
+    many = deflated_sharpe_ratio(returns, len(trials), float(np.var(trials, ddof=1)))
     assert psr > 0.9
     assert many is not None and many < 0.5  # the best of 200 noisy trials: no longer convincing
-    assert deflated_sharpe_ratio(np.zeros(10), [0.1]) is None
+    assert deflated_sharpe_ratio(np.zeros(10), 5, 0.01) is None
