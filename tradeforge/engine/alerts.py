@@ -36,9 +36,9 @@ STOP_REASONS = frozenset({"stop_loss", "take_profit", "trailing_stop"})
 
 def build_channels(config: BotConfig, warn: Callable[[str], None]) -> list[Channel]:
     """The configured channels; a missing secret is a warning (the channel is disabled, its alerts kept)."""
+    from tradeforge.config.secrets import read_secret
     from tradeforge.notifications.channels.email import EmailChannel
     from tradeforge.notifications.channels.telegram import TelegramChannel
-    from tradeforge.notifications.credentials import read_secret
 
     settings = config.notifications
     channels: list[Channel] = []

@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import ccxt
@@ -29,6 +28,7 @@ from tenacity import (
 )
 
 from tradeforge.config.schema import ExchangeConfig
+from tradeforge.config.secrets import find_secret
 from tradeforge.resilience.errors import Fatal, OutcomeUnknown, Rejected, Temporary, TradeforgeError
 
 CallKind = Literal["read", "write"]
@@ -69,25 +69,12 @@ class Credentials:
         return self.api_key is not None and self.secret is not None
 
 
-def _read_secret(file: Path | None, env_name: str, environ: Mapping[str, str], setting: str) -> SecretStr | None:
-    if file is not None:
-        try:
-            text = Path(file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise Fatal(f"exchange.{setting}: cannot read the secret file {file}: {exc.strerror}") from None
-        if not text:
-            raise Fatal(f"exchange.{setting}: the secret file {file} is empty")
-        return SecretStr(text)
-    value = environ.get(env_name, "").strip()
-    return SecretStr(value) if value else None
-
-
 def load_credentials(config: ExchangeConfig, environ: Mapping[str, str] | None = None) -> Credentials:
     """API key and secret from the configured secret files, else environment variables (may be absent)."""
     environ = os.environ if environ is None else environ
     return Credentials(
-        _read_secret(config.api_key_file, config.api_key_env, environ, "api_key_file"),
-        _read_secret(config.api_secret_file, config.api_secret_env, environ, "api_secret_file"),
+        find_secret("exchange.api_key_file", config.api_key_env, config.api_key_file, environ),
+        find_secret("exchange.api_secret_file", config.api_secret_env, config.api_secret_file, environ),
     )
 
 
