@@ -24,14 +24,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
 
 from tradeforge.feeds.arrays import ArrayFeed, to_bt_dates
 from tradeforge.feeds.candles import VALUE_COLUMNS, Candles, to_ns
@@ -184,26 +176,7 @@ class YahooClient:
             "includePrePost": "false",
             "events": "div,splits",
         }
-        policy = self.retry
-        backoff = wait_exponential(multiplier=policy.initial, max=policy.maximum) + wait_random(0, policy.jitter)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            floor = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0.0
-            return max(floor, backoff(state))
-
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            _logger().warning("attempt %d of %d failed, retrying: %s", state.attempt_number, policy.attempts, exc)
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(Temporary),
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait,
-            sleep=self.sleep,
-            before_sleep=log,
-            reraise=True,
-        )
+        retrying = self.retry.retrying(f"Yahoo chart {symbol} {interval}", self.sleep)
         return retrying(self._once, symbol, params)
 
 

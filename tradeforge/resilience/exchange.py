@@ -195,6 +195,30 @@ class RetryPolicy:
     maximum: float = 30.0
     jitter: float = 0.5
 
+    def retrying(self, what: str, sleep: Callable[[float], None]) -> Retrying:
+        """A tenacity Retrying for Temporary failures of `what` under this policy, each retry logged."""
+        backoff = wait_exponential(multiplier=self.initial, max=self.maximum) + wait_random(0, self.jitter)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            floor = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0.0
+            return max(floor, backoff(state))
+
+        def log(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            _logger().warning(
+                "%s failed (attempt %d of %d), retrying: %s", what, state.attempt_number, self.attempts, exc
+            )
+
+        return Retrying(
+            retry=retry_if_exception_type(Temporary),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait,
+            sleep=sleep,
+            before_sleep=log,
+            reraise=True,
+        )
+
 
 class ExchangeClient:
     """ccxt calls, classified and retried per the taxonomy. The exchange object is passed in (tests:
@@ -251,28 +275,7 @@ class ExchangeClient:
     def read(self, what: str, fn: Callable[..., T], *args: Any, essential: bool = False, **kwargs: Any) -> T:
         """A call that is safe to repeat: Temporary failures are retried, the last one re-raised.
         `essential` (following up an exit or a cancel) bypasses an open circuit."""
-        policy = self.retry
-        backoff = wait_exponential(multiplier=policy.initial, max=policy.maximum) + wait_random(0, policy.jitter)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            floor = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 0.0
-            return max(floor, backoff(state))
-
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            _logger().warning(
-                "%s failed (attempt %d of %d), retrying: %s", what, state.attempt_number, policy.attempts, exc
-            )
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(Temporary),
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait,
-            sleep=self.sleep,
-            before_sleep=log,
-            reraise=True,
-        )
+        retrying = self.retry.retrying(what, self.sleep)
         return retrying(self._once, "read", what, fn, *args, essential=essential, **kwargs)
 
     def write(self, what: str, fn: Callable[..., T], *args: Any, essential: bool = False, **kwargs: Any) -> T:
