@@ -14,15 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
-
-from tradeforge.feeds.arrays import ArrayFeed, to_bt_dates
 from tradeforge.feeds.candles import Candles
 from tradeforge.feeds.download import PAGE_LIMIT, to_candles
+from tradeforge.feeds.polled import PolledFeed, Row
 from tradeforge.feeds.timeframes import timeframe_seconds
 from tradeforge.resilience.errors import Temporary
 
@@ -66,8 +63,10 @@ class ExchangeClock:
         return self.monotonic() * 1000 + self.offset_ms
 
 
-class LiveFeed(ArrayFeed):
+class LiveFeed(PolledFeed):
     """Backtrader pulls candles one at a time: first `history`, then closed candles from the exchange."""
+
+    ROW_TIME_NS = _MS_NS  # rows carry open times in ms, as ccxt does
 
     def __init__(
         self,
@@ -81,24 +80,18 @@ class LiveFeed(ArrayFeed):
         monotonic: Callable[[], float] = time.monotonic,
         page_limit: int = PAGE_LIMIT,
     ) -> None:
-        super().__init__(history)
+        super().__init__(history, _rows(history), stop)
         self.source = source
         self.symbol = history.symbol
         self.timeframe = history.timeframe
         self.on_closed = on_closed
         self.poll_interval = poll_interval
         self.grace_ms = grace * 1000
-        self.stop_event = stop or threading.Event()
         self.clock = ExchangeClock(source, monotonic)
         self.page_limit = page_limit
         self.step_ms = timeframe_seconds(history.timeframe) * 1000
-        self._pending: deque[tuple[float, ...]] = deque(_rows(history))
         self._last_ms: int | None = int(history.timestamp[-1]) // _MS_NS if len(history) else None
-        self._delivered: list[tuple[float, ...]] = []
         self.emitted_at: dict[int, float] = {}  # open ms of each live candle -> monotonic time Backtrader got it
-
-    def preload(self) -> None:  # pragma: no cover - Cerebro never preloads a live run
-        raise RuntimeError("a LiveFeed delivers candles one at a time; run Cerebro with preload=False")
 
     # --- fetching ------------------------------------------------------------------------------------
 
@@ -162,21 +155,8 @@ class LiveFeed(ArrayFeed):
 
     # --- Backtrader ----------------------------------------------------------------------------------
 
-    def _load(self) -> bool:
-        while not self._pending:
-            if self.stop_event.is_set():
-                return False
-            self._poll()
-        if self.stop_event.is_set():
-            return False  # graceful stop: the previous candle was fully processed
-        row = self._pending.popleft()
-        lines = self.lines
-        lines.datetime[0] = float(to_bt_dates(np.array([int(row[0]) * _MS_NS], dtype=np.int64))[0])
-        lines.open[0], lines.high[0], lines.low[0], lines.close[0], lines.volume[0] = (float(v) for v in row[1:6])
-        lines.openinterest[0] = 0.0
-        self._delivered.append(row)
+    def _delivered_row(self, row: Row) -> None:
         self.emitted_at[int(row[0])] = self.clock.monotonic()
-        return True
 
     def delivered(self) -> Candles:
         """Every candle Backtrader received, as Candles (for the run's result)."""

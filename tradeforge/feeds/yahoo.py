@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,8 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from tradeforge.feeds.arrays import ArrayFeed, to_bt_dates
 from tradeforge.feeds.candles import VALUE_COLUMNS, Candles, to_ns
+from tradeforge.feeds.polled import PolledFeed
 from tradeforge.feeds.sessions import MarketSessions
 from tradeforge.feeds.store import CandleStore
 from tradeforge.feeds.timeframes import timeframe_seconds
@@ -526,7 +525,7 @@ def _rebased_since(chart: Chart, adjust: Adjust, after_ns: int) -> bool:
 # --- the polling feed ----------------------------------------------------------------------------------
 
 
-class YahooFeed(ArrayFeed):
+class YahooFeed(PolledFeed):
     """Backtrader pulls candles one at a time: first `history`, then Yahoo's delayed candles as they close.
 
     A candle is closed once its session-aware close (open + length, or the session's close if earlier)
@@ -550,7 +549,7 @@ class YahooFeed(ArrayFeed):
         sleep: Callable[[float], object] | None = None,
         max_sleep: float = 900.0,
     ) -> None:
-        super().__init__(history)
+        super().__init__(history, _rows(history), stop)
         self.client = client
         self.symbol = history.symbol
         self.timeframe = history.timeframe
@@ -560,20 +559,14 @@ class YahooFeed(ArrayFeed):
         self.on_closed = on_closed
         self.poll_interval = poll_interval
         self.grace = dt.timedelta(seconds=grace)
-        self.stop_event = stop or threading.Event()
         self.clock = clock
         self.sleep = sleep or self.stop_event.wait
         self.max_sleep = max_sleep
         self.step = _step(history.timeframe)
         self.daily = history.timeframe == "1d"
         self.delay = dt.timedelta()
-        self._pending: deque[tuple[float, ...]] = deque(_rows(history))
         self._last_open: dt.datetime | None = history.end if len(history) else None
-        self._delivered: list[tuple[float, ...]] = []
         self.requests = 0
-
-    def preload(self) -> None:  # pragma: no cover - Cerebro never preloads a live run
-        raise RuntimeError("a YahooFeed delivers candles one at a time; run Cerebro with preload=False")
 
     # --- fetching ------------------------------------------------------------------------------------
 
@@ -640,21 +633,6 @@ class YahooFeed(ArrayFeed):
         self.sleep(self.poll_interval)
 
     # --- Backtrader ----------------------------------------------------------------------------------
-
-    def _load(self) -> bool:
-        while not self._pending:
-            if self.stop_event.is_set():
-                return False
-            self._poll()
-        if self.stop_event.is_set():
-            return False  # graceful stop: the previous candle was fully processed
-        row = self._pending.popleft()
-        lines = self.lines
-        lines.datetime[0] = float(to_bt_dates(np.array([int(row[0])], dtype=np.int64))[0])
-        lines.open[0], lines.high[0], lines.low[0], lines.close[0], lines.volume[0] = (float(v) for v in row[1:6])
-        lines.openinterest[0] = 0.0
-        self._delivered.append(row)
-        return True
 
     def delivered(self) -> Candles:
         """Every candle Backtrader received, as Candles (for the run's result)."""
