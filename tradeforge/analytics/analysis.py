@@ -19,21 +19,6 @@ __all__ = ["SCHEMA", "Analysis", "MonteCarloSpec", "analyze", "monthly_returns"]
 
 SCHEMA = "tradeforge.analysis/1"
 DEFAULT_START_VALUE = 10_000.0  # for a trade list without a starting value
-TRADE_METRICS = (
-    "n_trades",
-    "profit_factor",
-    "win_rate",
-    "expectancy",
-    "payoff_ratio",
-    "kelly_fraction",
-    "sqn",
-    "exposure",
-    "average_trade",
-    "best_trade",
-    "worst_trade",
-    "longest_winning_streak",
-    "longest_losing_streak",
-)
 
 
 @dataclass(frozen=True)
@@ -169,7 +154,7 @@ def analyze(
         trials_sharpe_variance=trials_sharpe_variance,
     )
     if not p.trades_known:
-        metrics.update(dict.fromkeys(TRADE_METRICS))
+        metrics.update(dict.fromkeys(m.TRADE_METRIC_NAMES))
     elif p.has_equity and in_market is None:
         metrics["exposure"] = 0.0 if not p.trades and not p.open_trades else None
     monthly = monthly_returns(p.values, p.timestamps) if p.values is not None and p.timestamps is not None else []

@@ -655,6 +655,21 @@ def in_market_mask(timestamps: np.ndarray, entries_ns: Sequence[int], exits_ns: 
 
 # --------------------------------------------------------------------------- everything at once
 
+TRADE_METRIC_NAMES: tuple[str, ...] = (  # the metrics that need closed trades
+    "n_trades",
+    "profit_factor",
+    "win_rate",
+    "expectancy",
+    "payoff_ratio",
+    "kelly_fraction",
+    "sqn",
+    "exposure",
+    "average_trade",
+    "best_trade",
+    "worst_trade",
+    "longest_winning_streak",
+    "longest_losing_streak",
+)
 METRIC_NAMES: tuple[str, ...] = (
     "total_return",
     "cagr",
@@ -670,19 +685,7 @@ METRIC_NAMES: tuple[str, ...] = (
     *(f"var_{round(lv * 100)}_{m}" for m in VAR_METHODS for lv in VAR_LEVELS),
     *(f"cvar_{round(lv * 100)}_{m}" for m in VAR_METHODS for lv in VAR_LEVELS),
     "recovery_factor",
-    "n_trades",
-    "profit_factor",
-    "win_rate",
-    "expectancy",
-    "payoff_ratio",
-    "kelly_fraction",
-    "sqn",
-    "exposure",
-    "average_trade",
-    "best_trade",
-    "worst_trade",
-    "longest_winning_streak",
-    "longest_losing_streak",
+    *TRADE_METRIC_NAMES,
     "probabilistic_sharpe_ratio",
     "deflated_sharpe_ratio",
 )
