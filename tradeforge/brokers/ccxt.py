@@ -26,6 +26,7 @@ from typing import Any
 import ccxt
 
 from tradeforge.brokers.orders import MarketRules, OrderRefused, order_status
+from tradeforge.brokers.venue import OrderState
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
 from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
@@ -51,17 +52,6 @@ class LookupPolicy:
     not_found: int = 3
     window: float = 10.0
     give_up_after: float = 600.0  # still unreachable after this long: leave it `unknown` for reconciliation
-
-
-@dataclass(frozen=True)
-class OrderState:
-    """Where an order stands after the last exchange answer, as stored."""
-
-    client_order_id: str
-    status: OrderStatus
-    filled: Decimal
-    venue_order_id: str | None = None
-    new_fills: int = 0
 
 
 class OrderGateway:

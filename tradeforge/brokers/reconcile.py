@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from tradeforge.brokers.ccxt import OrderGateway, OrderState
+from tradeforge.brokers.ccxt import OrderGateway
+from tradeforge.brokers.venue import OrderState
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES
 
 
