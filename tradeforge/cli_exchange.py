@@ -32,6 +32,13 @@ def download_data(
     adjust: Annotated[
         str | None, typer.Option("--adjust", help="yahoo: none, splits or all (default: the config's yahoo.adjust).")
     ] = None,
+    prepost: Annotated[
+        bool | None,
+        typer.Option(
+            "--prepost/--no-prepost",
+            help="yahoo: intraday candles of pre- and post-market trading too (default: the config's yahoo.prepost).",
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet (the store) or csv (the store plus a CSV copy).")] = (
         "parquet"
     ),
@@ -43,7 +50,7 @@ def download_data(
 ) -> None:
     """Fill the candle store with an exchange's candles: only missing ranges, resumable, gaps reported."""
     if source == "yahoo":
-        return _download_yahoo(symbols, timeframe, since, until, adjust, fmt, datadir, configs)
+        return _download_yahoo(symbols, timeframe, since, until, adjust, prepost, fmt, datadir, configs)
     from tradeforge.cli import _parse_date
     from tradeforge.config.loader import load_config
     from tradeforge.config.schema import ExchangeConfig
@@ -66,6 +73,8 @@ def download_data(
         problems.append(Problem("--source", f"supported: {settings.name}, yahoo", source))
     if adjust is not None:
         problems.append(Problem("--adjust", "only for --source yahoo", adjust))
+    if prepost is not None:
+        problems.append(Problem("--prepost", "only for --source yahoo", str(prepost).lower()))
     start = _parse_date(since, "--since")
     end = _parse_date(until, "--until", end_of_day=True)
     if start and end and start >= end:
@@ -116,6 +125,7 @@ def _download_yahoo(
     since: str,
     until: str | None,
     adjust: str | None,
+    prepost: bool | None,
     fmt: str,
     datadir: Path | None,
     configs: list[Path] | None,
@@ -142,13 +152,17 @@ def _download_yahoo(
         problems.append(Problem("--adjust", f"use one of {', '.join(ADJUST_MODES)}", adjust))
     elif adjust is not None:
         settings = settings.model_copy(update={"adjust": adjust})
+    if prepost is not None:
+        settings = settings.model_copy(update={"prepost": prepost})
     start = _parse_date(since, "--since")
     end = _parse_date(until, "--until", end_of_day=True)
     if start and end and start >= end:
         problems.append(Problem("--since", "must be before --until", since))
     assert start is not None
     try:  # the timeframe and Yahoo's history limit, reported together with the problems above
-        check_request(wanted or ["-"], timeframe, start, dt.datetime.now(dt.UTC), settings.adjust)
+        check_request(
+            wanted or ["-"], timeframe, start, dt.datetime.now(dt.UTC), settings.adjust, prepost=settings.prepost
+        )
     except ConfigError as exc:
         problems += [p for p in exc.problems if p.where != "--adjust" or adjust is None or adjust in ADJUST_MODES]
     if problems:
@@ -171,7 +185,7 @@ def _download_yahoo(
             fmt="csv" if fmt == "csv" else "parquet",
             progress=progress,
         )
-    title = f"yahoo {timeframe} (adjust: {settings.adjust}, folder {store_folder(settings.adjust)})"
+    title = f"yahoo {timeframe} (adjust: {settings.adjust}, folder {store_folder(settings.adjust, settings.prepost)})"
     table = Table("symbol", "added", "stored from", "stored to", "candles", "dropped", "splits", title=title)
     for r in reports:
         table.add_row(

@@ -117,6 +117,8 @@ class FakeYahoo(BaseAdapter):
     def _chart(self, request: requests.PreparedRequest, symbol: str, query: dict[str, str]) -> requests.Response:
         interval = query.get("interval", "1d")
         variant = self.as_of.get(symbol)
+        if query.get("includePrePost") == "true" and (self.recordings / f"{symbol}_{interval}_prepost.json").is_file():
+            variant = "prepost"  # what Yahoo serves with pre- and post-market trading
         path = self.recordings / f"{symbol}_{interval}{f'_{variant}' if variant else ''}.json"
         if not path.is_file():
             return _response(request, 404, json.dumps(NOT_FOUND))
@@ -162,7 +164,7 @@ def _cut(result: dict[str, Any], start: int, end: int, interval: str) -> dict[st
     }
     if any(events.values()):
         cut["events"] = {k: v for k, v in events.items() if v}
-    if interval != "1d" and keep and end % 60 and end - stamps[keep[-1]] < 3600:
+    if interval not in ("1d", "1wk") and keep and end % 60 and end - stamps[keep[-1]] < 3600:
         # During a session Yahoo appends the latest trade as a row of its own, stamped off the minute grid.
         cut["timestamp"].append(end)
         for column in quote.values():

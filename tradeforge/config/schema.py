@@ -135,7 +135,12 @@ class YahooConfig(StrictModel):
     adjust: Literal["none", "splits", "all"] = Field(
         "splits",
         description="prices as traded (none), split-adjusted as Yahoo serves them (splits), or also "
-        "dividend-adjusted (all, daily candles only); each has its own candle-store folder",
+        "dividend-adjusted (all, daily and weekly candles only); each has its own candle-store folder",
+    )
+    prepost: bool = Field(
+        False,
+        description="intraday candles of the pre- and post-market sessions too (US exchanges); kept in a "
+        "candle-store folder of their own",
     )
     calendar: str | None = Field(
         None,
@@ -158,6 +163,10 @@ class YahooConfig(StrictModel):
         5, ge=1, le=50, description="attempts for a request that fails temporarily (network, 429, 5xx)"
     )
     retry_wait_max: float = Field(60.0, gt=0, le=600, description="longest wait between two attempts (s)")
+    breaker_failures: int = Field(
+        5, ge=1, le=1000, description="requests failing after all their retries that open the circuit (no requests)"
+    )
+    breaker_reset: float = Field(300.0, gt=0, le=86_400, description="seconds the circuit stays open")
 
 
 class MixinChoice(BaseModel):

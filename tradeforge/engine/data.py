@@ -87,4 +87,4 @@ def load_candles(
 def _yahoo_folder(config: BotConfig) -> str:
     from tradeforge.feeds.yahoo import store_folder
 
-    return store_folder(config.yahoo.adjust)
+    return store_folder(config.yahoo.adjust, config.yahoo.prepost)

@@ -60,7 +60,7 @@ def config_hash(config: BotConfig) -> str:
     document["data"].pop("speed", None)
     relevant = {key: document[key] for key in ("strategy", "broker", "data")}
     if config.data.source == "yahoo":  # the adjustment changes every price the bot decided on
-        relevant["yahoo"] = {"adjust": config.yahoo.adjust}
+        relevant["yahoo"] = {"adjust": config.yahoo.adjust, "prepost": config.yahoo.prepost}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 

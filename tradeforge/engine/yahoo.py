@@ -16,11 +16,11 @@ import numpy as np
 from tradeforge.config.schema import BotConfig, YahooConfig
 from tradeforge.engine.exchange import Format, export_csv
 from tradeforge.feeds.candles import Candles
-from tradeforge.feeds.sessions import MarketSessions, calendar_code
+from tradeforge.feeds.sessions import ExtendedSessions, MarketSessions, calendar_code
 from tradeforge.feeds.store import CandleStore
 from tradeforge.feeds.yahoo import YahooClient, YahooFeed, YahooReport, check_request, download, store_folder
 from tradeforge.resilience.errors import Temporary
-from tradeforge.resilience.exchange import RetryPolicy
+from tradeforge.resilience.exchange import RetryPolicy, make_breaker
 
 
 def yahoo_client(
@@ -28,9 +28,10 @@ def yahoo_client(
 ) -> YahooClient:
     """yfinance's client (its own browser-like session unless one is given), retried per the config."""
     retry = RetryPolicy(attempts=config.retries, maximum=config.retry_wait_max)
+    breaker = make_breaker(config.breaker_failures, config.breaker_reset, "Yahoo Finance")
     if sleep is None:
-        return YahooClient(session, retry, timeout=config.timeout)
-    return YahooClient(session, retry, sleep=sleep, timeout=config.timeout)
+        return YahooClient(session, retry, timeout=config.timeout, breaker=breaker)
+    return YahooClient(session, retry, sleep=sleep, timeout=config.timeout, breaker=breaker)
 
 
 def download_yahoo(
@@ -51,12 +52,21 @@ def download_yahoo(
     store = CandleStore(data_dir)
     try:
         reports = download(
-            client, store, symbols, timeframe, since, until, adjust=config.adjust, now=now, progress=progress
+            client,
+            store,
+            symbols,
+            timeframe,
+            since,
+            until,
+            adjust=config.adjust,
+            prepost=config.prepost,
+            now=now,
+            progress=progress,
         )
     except Temporary as exc:
         raise Temporary(f"{exc}; gave up after {client.retry.attempts} attempts, nothing was stored") from exc
     if fmt == "csv":
-        folder = store_folder(config.adjust)
+        folder = store_folder(config.adjust, config.prepost)
         for report in reports:
             if store.exists(folder, report.symbol, timeframe):
                 export_csv(store, folder, report.symbol, timeframe)
@@ -76,11 +86,12 @@ def yahoo_feeds(
     """One polling feed per symbol over the bot's own candle history, each back-filled before it starts."""
     settings, data = config.yahoo, config.data
     now = clock()
-    where = ("data.symbols", "data.timeframe", "data.start", "yahoo.adjust")
-    check_request(data.symbols, data.timeframe, now, now, settings.adjust, where=where)
-    sessions = {s: MarketSessions(calendar_code(s, settings.calendar)) for s in data.symbols}
+    where = ("data.symbols", "data.timeframe", "data.start", "yahoo.adjust", "yahoo.prepost")
+    check_request(data.symbols, data.timeframe, now, now, settings.adjust, where=where, prepost=settings.prepost)
+    hours = ExtendedSessions if settings.prepost else MarketSessions
+    sessions = {s: hours(calendar_code(s, settings.calendar)) for s in data.symbols}
     client = client or yahoo_client(settings)
-    folder = store_folder(settings.adjust)
+    folder = store_folder(settings.adjust, settings.prepost)
     # Back-filled candles are kept until every symbol's back-fill succeeded: an unknown symbol or an
     # unreachable Yahoo stops the start with the bot's history as it was.
     backfilled: list[Candles] = []
@@ -104,6 +115,7 @@ def yahoo_feeds(
             history,
             sessions=sessions[symbol],
             adjust=settings.adjust,
+            prepost=settings.prepost,
             on_closed=keep,
             poll_interval=settings.poll_interval,
             grace=settings.grace,
@@ -114,7 +126,8 @@ def yahoo_feeds(
         added = feed.backfill(settings.warmup_candles)
         say(
             f"{symbol} {data.timeframe}: {len(history)} stored candles, {added} back-filled from Yahoo Finance "
-            f"({sessions[symbol].code} sessions, adjust: {settings.adjust})"
+            f"({sessions[symbol].code} sessions{' with pre/post-market hours' if settings.prepost else ''}, "
+            f"adjust: {settings.adjust})"
         )
         feeds.append(feed)
     for page in backfilled:

@@ -56,6 +56,15 @@ CALENDAR_BY_SUFFIX: Mapping[str, str] = MappingProxyType(
     }
 )
 US_CALENDAR = "XNYS"
+# Pre- and post-market trading around the regular session (US: 04:00-09:30 and 16:00-20:00 New York time;
+# on an early-close day the post-market ends 4 hours after the early close).
+EXTENDED_HOURS: Mapping[str, tuple[dt.timedelta, dt.timedelta]] = MappingProxyType(
+    {
+        "XNYS": (dt.timedelta(hours=5, minutes=30), dt.timedelta(hours=4)),
+        "XNAS": (dt.timedelta(hours=5, minutes=30), dt.timedelta(hours=4)),
+        "XASE": (dt.timedelta(hours=5, minutes=30), dt.timedelta(hours=4)),
+    }
+)
 _US_INDICES = ("^GSPC", "^DJI", "^IXIC", "^RUT", "^VIX", "^NDX")
 
 
@@ -101,6 +110,9 @@ def _calendar(code: str) -> xcals.ExchangeCalendar:
         ) from None
 
 
+_DAY = dt.timedelta(days=1)
+
+
 def _ts(moment: dt.datetime) -> pd.Timestamp:
     return pd.Timestamp(moment).tz_convert("UTC") if moment.tzinfo else pd.Timestamp(moment, tz="UTC")
 
@@ -133,21 +145,72 @@ class MarketSessions:
 
     def candle_close(self, open_time: dt.datetime, step: dt.timedelta, daily: bool) -> dt.datetime:
         """When a candle opened at `open_time` closes: `step` later, but never after its session closes.
-        A daily candle (labelled 00:00 UTC on its session date) closes with that session."""
+        A daily candle (labelled 00:00 UTC on its session date) closes with that session; a weekly one
+        (labelled by its Monday) with the week's last session."""
         if daily:
             with _quiet():
-                session = self.calendar.date_to_session(open_time.date(), direction="next")
+                if step > _DAY:
+                    last = open_time.date() + step - _DAY
+                    session = self.calendar.date_to_session(last, direction="previous")
+                else:
+                    session = self.calendar.date_to_session(open_time.date(), direction="next")
                 return _utc(self.calendar.session_close(session))
         return min(open_time + step, self.close_of(open_time))
 
     def next_candle_open(self, open_time: dt.datetime, step: dt.timedelta, daily: bool) -> dt.datetime:
         """The open of the candle after the one opened at `open_time`: the same session's next one, or
         the first of the next session (nights, weekends and holidays skipped)."""
+        if daily and step > _DAY:
+            return open_time + step  # weeks follow each other, holidays or not
         if daily:
             with _quiet():
-                session = self.calendar.date_to_session(open_time.date() + dt.timedelta(days=1), direction="next")
+                session = self.calendar.date_to_session(open_time.date() + _DAY, direction="next")
             return dt.datetime.combine(session.date(), dt.time(), dt.UTC)
         following = open_time + step
         if following < self.close_of(open_time) and self.is_open(following):
             return following
         return self.next_open(following - dt.timedelta(minutes=1))
+
+
+class ExtendedSessions(MarketSessions):
+    """A market's sessions with its pre- and post-market hours, for intraday candles of extended trading."""
+
+    def __init__(self, code: str, where: str = "yahoo.prepost") -> None:
+        if code not in EXTENDED_HOURS:
+            raise ConfigError(
+                [
+                    Problem(
+                        where,
+                        f"pre- and post-market hours are known for {', '.join(EXTENDED_HOURS)} only, not {code}",
+                        "true",
+                    )
+                ]
+            )
+        super().__init__(code)
+        self.before, self.after = EXTENDED_HOURS[code]
+
+    def _window(self, moment: dt.datetime) -> tuple[pd.Timestamp, dt.datetime, dt.datetime]:
+        """The first session whose extended hours end after `moment`: (session, open, close)."""
+        day = moment.date() - _DAY
+        with _quiet():
+            while True:
+                session = self.calendar.date_to_session(day, direction="next")
+                opens = _utc(self.calendar.session_open(session)) - self.before
+                closes = _utc(self.calendar.session_close(session)) + self.after
+                if closes > moment:
+                    return session, opens, closes
+                day = session.date() + _DAY
+
+    def is_open(self, moment: dt.datetime) -> bool:
+        _, opens, closes = self._window(moment)
+        return opens <= moment < closes
+
+    def next_open(self, moment: dt.datetime) -> dt.datetime:
+        session, opens, _ = self._window(moment)
+        if opens > moment:
+            return opens
+        with _quiet():
+            return _utc(self.calendar.session_open(self.calendar.next_session(session))) - self.before
+
+    def close_of(self, moment: dt.datetime) -> dt.datetime:
+        return self._window(moment)[2]

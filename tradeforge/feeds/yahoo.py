@@ -23,6 +23,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import pybreaker
 
 from tradeforge.feeds.candles import VALUE_COLUMNS, Candles, to_ns
 from tradeforge.feeds.polled import PolledFeed
@@ -30,7 +31,7 @@ from tradeforge.feeds.sessions import MarketSessions
 from tradeforge.feeds.store import CandleStore
 from tradeforge.feeds.timeframes import timeframe_seconds
 from tradeforge.resilience.errors import ConfigError, DataError, Problem, Temporary
-from tradeforge.resilience.exchange import RateLimited, RetryPolicy
+from tradeforge.resilience.exchange import CircuitOpen, RateLimited, RetryPolicy
 
 Adjust = Literal["none", "splits", "all"]
 ADJUST_MODES: tuple[Adjust, ...] = ("none", "splits", "all")
@@ -65,7 +66,11 @@ INTERVALS: dict[str, YahooInterval] = {
     "30m": YahooInterval("30m", "15m", 60, 60),
     "1h": YahooInterval("1h", "1h", 730, 365),
     "1d": YahooInterval("1d", "1d", None, None),
+    "1w": YahooInterval("1w", "1wk", None, None),
 }
+# Candles labelled by trading date (00:00 UTC of the local date; a week by its Monday), by our and Yahoo's name.
+_DATED = frozenset({"1d", "1w", "1wk"})
+_TIMEFRAME_OF_INTERVAL = {"1wk": "1w"}
 # A stored series counts as starting at `since` when its first candle is at most this much later: markets
 # close for a few days at most (weekends, holidays), so asking again would find nothing new.
 _COVERED_BEFORE = dt.timedelta(days=7)
@@ -109,9 +114,11 @@ class YahooClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 30.0,
+        breaker: pybreaker.CircuitBreaker | None = None,
     ) -> None:
         from yfinance.data import YfData
 
+        self.breaker = breaker
         self.session = session
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
@@ -166,17 +173,29 @@ class YahooClient:
             raise DataError(f"{what}: Yahoo answered HTTP {status} with no chart result")
         return dict(results[0])
 
-    def chart(self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
-        """One chart result (`meta`, `timestamp`, `indicators`, `events`) for [start, end)."""
+    def chart(
+        self, symbol: str, interval: str, start: dt.datetime, end: dt.datetime, prepost: bool = False
+    ) -> dict[str, Any]:
+        """One chart result (`meta`, `timestamp`, `indicators`, `events`) for [start, end); with
+        `prepost`, intraday candles of the pre- and post-market sessions too."""
         params = {
             "period1": int(start.timestamp()),
             "period2": int(end.timestamp()),
             "interval": interval,
-            "includePrePost": "false",
+            "includePrePost": "true" if prepost else "false",
             "events": "div,splits",
         }
-        retrying = self.retry.retrying(f"Yahoo chart {symbol} {interval}", self.sleep)
-        return retrying(self._once, symbol, params)
+        what = f"Yahoo chart {symbol} {interval}"
+        retrying = self.retry.retrying(what, self.sleep)
+        if self.breaker is None:
+            return retrying(self._once, symbol, params)
+        try:  # a request that failed after all its retries counts once toward opening the circuit
+            return self.breaker.call(retrying, self._once, symbol, params)
+        except pybreaker.CircuitBreakerError:
+            raise CircuitOpen(
+                f"{what}: not tried, the Yahoo Finance circuit is open after {self.breaker.fail_max} failed "
+                f"requests; the next try is in up to {self.breaker.reset_timeout:g} s"
+            ) from None
 
 
 def _retry_after(response: Any) -> float | None:
@@ -231,6 +250,12 @@ def _daily_labels(seconds: np.ndarray, zone: ZoneInfo | dt.timezone) -> np.ndarr
     return labels
 
 
+def _mondays(labels: np.ndarray) -> np.ndarray:
+    """Weekly labels on the Monday of their week: Yahoo stamps a week at its first trading day."""
+    days = labels // (86400 * _S)  # 1970-01-01 was a Thursday: day number + 3 is 0 on Mondays (mod 7)
+    return (days - (days + 3) % 7) * 86400 * _S
+
+
 def _column(values: Sequence[Any] | None, n: int) -> np.ndarray:
     if values is None:
         return np.full(n, np.nan)
@@ -249,9 +274,11 @@ def parse_chart(result: dict[str, Any], symbol: str, timeframe: str) -> Chart:
     values = {name: _column(quote.get(name), n) for name in VALUE_COLUMNS}
     adj_block = (result.get("indicators") or {}).get("adjclose")
     adjclose = _column((adj_block[0] or {}).get("adjclose"), n) if adj_block else None
-    daily = timeframe == "1d"
+    daily = timeframe in _DATED
     keep = np.ones(n, dtype=bool) if daily else (seconds % 60 == 0)
     stamps = _daily_labels(seconds, zone) if daily else seconds * _S
+    if timeframe in ("1w", "1wk"):
+        stamps = _mondays(stamps)
     o, h, low, c = (values[k] for k in ("open", "high", "low", "close"))
     blank = np.isnan(o) & np.isnan(h) & np.isnan(low) & np.isnan(c)
     with np.errstate(invalid="ignore"):
@@ -270,11 +297,11 @@ def parse_chart(result: dict[str, Any], symbol: str, timeframe: str) -> Chart:
     values["volume"] = np.nan_to_num(values["volume"], nan=0.0)
     events = result.get("events") or {}
     splits = [
-        (_event_ns(e, zone, daily), float(e["numerator"]) / float(e["denominator"]))
+        (_event_ns(e, zone, timeframe), float(e["numerator"]) / float(e["denominator"]))
         for e in (events.get("splits") or {}).values()
         if e.get("numerator") and e.get("denominator")
     ]
-    dividends = [(_event_ns(e, zone, daily), float(e["amount"])) for e in (events.get("dividends") or {}).values()]
+    dividends = [(_event_ns(e, zone, timeframe), float(e["amount"])) for e in (events.get("dividends") or {}).values()]
     delay = dt.timedelta(minutes=int(meta.get("exchangeDataDelayedBy") or 0))
     return Chart(
         symbol,
@@ -298,9 +325,14 @@ def _dedupe(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[last], order[last]
 
 
-def _event_ns(event: dict[str, Any], zone: ZoneInfo | dt.timezone, daily: bool) -> int:
+def _event_ns(event: dict[str, Any], zone: ZoneInfo | dt.timezone, timeframe: str) -> int:
+    """When an event takes effect, on the candles' time scale: a weekly series takes it from the week
+    it falls in (Yahoo's weekly candles are on the new basis from that week)."""
     seconds = np.array([int(event["date"])], dtype=np.int64)
-    return int(_daily_labels(seconds, zone)[0]) if daily else int(seconds[0]) * _S
+    if timeframe not in _DATED:
+        return int(seconds[0]) * _S
+    labels = _daily_labels(seconds, zone)
+    return int((_mondays(labels) if timeframe in ("1w", "1wk") else labels)[0])
 
 
 def adjusted(chart: Chart, adjust: Adjust) -> Candles:
@@ -322,7 +354,8 @@ def adjusted(chart: Chart, adjust: Adjust) -> Candles:
         factor = np.where(np.isnan(chart.adjclose), 1.0, chart.adjclose / values["close"])
         for name in ("open", "high", "low", "close"):
             values[name] *= factor
-    return Candles(chart.symbol, chart.timeframe, chart.stamps, **values, source=f"yahoo {chart.symbol}")
+    timeframe = _TIMEFRAME_OF_INTERVAL.get(chart.timeframe, chart.timeframe)
+    return Candles(chart.symbol, timeframe, chart.stamps, **values, source=f"yahoo {chart.symbol}")
 
 
 def as_timeframe(candles: Candles, timeframe: str) -> Candles:
@@ -348,9 +381,10 @@ class YahooReport:
     splits: list[tuple[dt.datetime, float]] = field(default_factory=list)
 
 
-def store_folder(adjust: Adjust) -> str:
-    """Candle-store folder per adjustment, so differently adjusted prices never mix in one file."""
-    return "yahoo" if adjust == "splits" else f"yahoo-{adjust}"
+def store_folder(adjust: Adjust, prepost: bool = False) -> str:
+    """Candle-store folder per adjustment and trading hours, so differently adjusted prices, or series with
+    and without pre/post-market candles, never mix in one file."""
+    return ("yahoo" if adjust == "splits" else f"yahoo-{adjust}") + ("-prepost" if prepost else "")
 
 
 def check_request(
@@ -359,10 +393,13 @@ def check_request(
     since: dt.datetime,
     now: dt.datetime,
     adjust: Adjust,
-    where: tuple[str, str, str, str] = ("--symbols", "--timeframe", "--since", "--adjust"),
+    where: tuple[str, str, str, str, str] = ("--symbols", "--timeframe", "--since", "--adjust", "--prepost"),
+    prepost: bool = False,
 ) -> YahooInterval:
-    """Timeframe, history limit and adjustment checked before any request, all problems at once."""
+    """Timeframe, history limit, adjustment and extended hours checked before any request, all problems at once."""
     problems = []
+    if prepost and timeframe in _DATED:
+        problems.append(Problem(where[4], "pre- and post-market candles exist for intraday timeframes only", timeframe))
     spec = INTERVALS.get(timeframe)
     if spec is None:
         problems.append(Problem(where[1], f"Yahoo serves these timeframes: {', '.join(INTERVALS)}", timeframe))
@@ -381,8 +418,10 @@ def check_request(
             )
     if adjust not in ADJUST_MODES:
         problems.append(Problem(where[3], f"use one of {', '.join(ADJUST_MODES)}", adjust))
-    elif adjust == "all" and timeframe != "1d":
-        problems.append(Problem(where[3], "Yahoo adjusts daily candles only for dividends; use splits or none", adjust))
+    elif adjust == "all" and timeframe not in _DATED:
+        problems.append(
+            Problem(where[3], "Yahoo adjusts daily and weekly candles only for dividends; use splits or none", adjust)
+        )
     if not symbols:
         problems.append(Problem(where[0], "give at least one symbol, e.g. AAPL", ""))
     if problems:
@@ -402,12 +441,13 @@ def _windows(start: dt.datetime, end: dt.datetime, days: int | None) -> Iterator
 
 
 def _is_closed(stamps: np.ndarray, timeframe: str, now: dt.datetime, zone: dt.tzinfo) -> np.ndarray:
-    """Candles over by `now`: intraday once open + length has passed; a daily one once its local date is over."""
+    """Candles over by `now`: intraday once open + length has passed; a daily one once its local date is
+    over, a weekly one once its local week is (Monday on)."""
     now_ns = to_ns(now)
-    if timeframe != "1d":
+    if timeframe not in _DATED:
         return stamps + int(_step(timeframe).total_seconds()) * _S <= now_ns
-    today = now.astimezone(zone).date()
-    return stamps < to_ns(dt.datetime.combine(today, dt.time(), dt.UTC))
+    today = to_ns(dt.datetime.combine(now.astimezone(zone).date(), dt.time(), dt.UTC))
+    return stamps + int(_step(timeframe).total_seconds()) * _S <= today
 
 
 def fetch(
@@ -416,17 +456,18 @@ def fetch(
     spec: YahooInterval,
     start: dt.datetime,
     now: dt.datetime,
+    prepost: bool = False,
 ) -> tuple[Chart, int]:
     """Every candle from `start` to now, in requests within Yahoo's per-request limit; (chart, requests).
     Always up to now, so that every split and dividend after the first candle is known."""
     if spec.max_days_back is not None:
         start = max(start, now - dt.timedelta(days=spec.max_days_back) + _LIMIT_MARGIN)
-    if spec.interval == "1d":
+    if spec.interval in _DATED:
         start -= _DAY  # east of UTC, Yahoo stamps a trading date the evening before in UTC (Tokyo: 15:00)
-    start = min(start, now - _step(spec.interval))  # nothing can be new yet: still ask, for the events
+    start = min(start, now - _step(spec.timeframe))  # nothing can be new yet: still ask, for the events
     charts = []
     for lo, hi in _windows(start, now, spec.max_days_per_request):
-        charts.append(parse_chart(client.chart(symbol, spec.interval, lo, hi), symbol, spec.interval))
+        charts.append(parse_chart(client.chart(symbol, spec.interval, lo, hi, prepost), symbol, spec.interval))
     return _concat(charts, spec.interval), len(charts)
 
 
@@ -458,6 +499,7 @@ def download(
     until: dt.datetime | None = None,
     *,
     adjust: Adjust = "splits",
+    prepost: bool = False,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     progress: Callable[[str, int, int], None] | None = None,
 ) -> list[YahooReport]:
@@ -468,8 +510,8 @@ def download(
     adjusted on an old basis, so the whole range is fetched again and replaces them. Nothing is written
     until every symbol has been fetched: an error (network, unknown symbol) leaves the store as it was."""
     moment = now()
-    spec = check_request(symbols, timeframe, since, moment, adjust)
-    folder = store_folder(adjust)
+    spec = check_request(symbols, timeframe, since, moment, adjust, prepost=prepost)
+    folder = store_folder(adjust, prepost)
     step = _step(timeframe)
     pending: list[tuple[Candles, YahooReport]] = []
     unknown: list[Problem] = []
@@ -482,11 +524,11 @@ def download(
         if stored is not None and len(stored) and since >= stored.start - _COVERED_BEFORE:
             start = max(since, stored.end + step)
         try:
-            chart, report.requests = fetch(client, symbol, spec, start, moment)
+            chart, report.requests = fetch(client, symbol, spec, start, moment, prepost)
             if stored is not None and len(stored) and _rebased_since(chart, adjust, to_ns(stored.end)):
                 report.refetched = True
                 start = min(since, stored.start)
-                chart, more = fetch(client, symbol, spec, start, moment)
+                chart, more = fetch(client, symbol, spec, start, moment, prepost)
                 report.requests += more
         except UnknownSymbol as exc:
             unknown.append(Problem("--symbols", str(exc), symbol))
@@ -541,6 +583,7 @@ class YahooFeed(PolledFeed):
         *,
         sessions: MarketSessions,
         adjust: Adjust,
+        prepost: bool = False,
         on_closed: Callable[[Candles], object],
         poll_interval: float,
         grace: float,
@@ -556,6 +599,7 @@ class YahooFeed(PolledFeed):
         self.spec = INTERVALS[history.timeframe]
         self.sessions = sessions
         self.adjust = adjust
+        self.prepost = prepost
         self.on_closed = on_closed
         self.poll_interval = poll_interval
         self.grace = dt.timedelta(seconds=grace)
@@ -563,7 +607,7 @@ class YahooFeed(PolledFeed):
         self.sleep = sleep or self.stop_event.wait
         self.max_sleep = max_sleep
         self.step = _step(history.timeframe)
-        self.daily = history.timeframe == "1d"
+        self.daily = history.timeframe in _DATED
         self.delay = dt.timedelta()
         self._last_open: dt.datetime | None = history.end if len(history) else None
         self.requests = 0
@@ -588,13 +632,13 @@ class YahooFeed(PolledFeed):
         sessions_per_day = 1.0 if self.sessions.code == "24/7" else 5 / 7
         hours_per_session = 24.0 if self.sessions.code.startswith("24/") else 6.5
         per_day = 1 if self.daily else max(1, hours_per_session * 3600 // self.step.total_seconds())
-        days = int(warmup / per_day / sessions_per_day) + 5
+        days = int(warmup / per_day / sessions_per_day * max(1, self.step.days)) + 5
         if self.spec.max_days_back is not None:
             days = min(days, self.spec.max_days_back - 1)
         return self._fetch_closed(now - dt.timedelta(days=days), now, warmup)
 
     def _fetch_closed(self, since: dt.datetime, now: dt.datetime, keep_last: int | None) -> int:
-        chart, requests = fetch(self.client, self.symbol, self.spec, since, now)
+        chart, requests = fetch(self.client, self.symbol, self.spec, since, now, self.prepost)
         self.requests += requests
         self.delay = chart.delay
         candles = as_timeframe(adjusted(chart, self.adjust), self.timeframe)

@@ -164,19 +164,24 @@ def _retry_after(exchange: ccxt.Exchange | None) -> float | None:
 class _BreakerLog(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         if new_state.name == pybreaker.STATE_OPEN:
+            consequence = "no new entries" if cb.name == "exchange" else "no requests"
             _logger().error(
-                "exchange circuit open after %d failed calls: no new entries for %g s; exits are still attempted",
+                "%s circuit open after %d failed calls: %s for %g s%s",
+                cb.name,
                 cb.fail_max,
+                consequence,
                 cb.reset_timeout,
+                "; exits are still attempted" if cb.name == "exchange" else "",
             )
         elif new_state.name == pybreaker.STATE_CLOSED:
-            _logger().warning("exchange circuit closed again: the exchange answers")
+            _logger().warning("%s circuit closed again: it answers", cb.name)
 
 
-def make_breaker(failures: int = 5, reset_seconds: float = 60.0) -> pybreaker.CircuitBreaker:
-    """A circuit breaker on the exchange. Only failures that say the exchange is unwell count (network,
-    5xx, timeouts, rate limits); a definitive answer, even a refusal, shows that it is up."""
+def make_breaker(failures: int = 5, reset_seconds: float = 60.0, name: str = "exchange") -> pybreaker.CircuitBreaker:
+    """A circuit breaker on an external service (the exchange by default). Only failures that say it is
+    unwell count (network, 5xx, timeouts, rate limits); a definitive answer, even a refusal, shows that it is up."""
     return pybreaker.CircuitBreaker(
+        name=name,
         fail_max=failures,
         reset_timeout=reset_seconds,
         exclude=[lambda exc: not isinstance(exc, Temporary | OutcomeUnknown)],

@@ -207,6 +207,61 @@ def msft_minutes() -> None:
     (HERE / "MSFT_1m.json").write_text(json.dumps(chart(m, stamps, q)))
 
 
+def orcl_weekly() -> None:
+    """ORCL weekly 2014 from the real daily candles, stamped like Yahoo at each week's first trading day
+    (09:30 New York); split-adjusted like the daily recording (2:1 on 2014-09-02, the week of 1 September,
+    whose Monday was Labor Day)."""
+    data = [r for r in rows("yahoo_ORCL_1d.csv") if r["timestamp"].startswith("2014")]
+    split_day = dt.date(2014, 9, 2)
+    weeks: dict[dt.date, list[tuple[dt.date, dict[str, str]]]] = {}
+    for r in data:
+        day = dt.date.fromisoformat(r["timestamp"][:10])
+        weeks.setdefault(day - dt.timedelta(days=day.weekday()), []).append((day, r))
+    stamps, q = [], {"open": [], "high": [], "low": [], "close": [], "volume": []}
+    for monday in sorted(weeks):
+        days = weeks[monday]
+        factor = 2.0 if days[-1][0] < split_day else 1.0
+        stamps.append(int(dt.datetime.combine(days[0][0], dt.time(9, 30), NY).timestamp()))
+        q["open"].append(round(num(days[0][1]["open"]) / factor, 6))
+        q["high"].append(round(max(num(r["high"]) for _, r in days) / factor, 6))
+        q["low"].append(round(min(num(r["low"]) for _, r in days) / factor, 6))
+        q["close"].append(round(num(days[-1][1]["close"]) / factor, 6))
+        q["volume"].append(int(sum(float(r["volume"]) for _, r in days) * factor))
+    split_at = int(dt.datetime.combine(split_day, dt.time(9, 30), NY).timestamp())
+    events = {"splits": {str(split_at): {"date": split_at, "numerator": 2.0, "denominator": 1.0, "splitRatio": "2:1"}}}
+    m = meta("ORCL", "America/New_York", -18000, "1wk", "NYQ")
+    (HERE / "ORCL_1wk.json").write_text(json.dumps(chart(m, stamps, q, list(q["close"]), events)))
+
+
+def msft_minutes_prepost() -> None:
+    """MSFT 1m as Yahoo serves it with includePrePost=true: the regular minutes of `msft_minutes` plus five
+    pre-market minutes (09:20-09:24 New York) and five post-market ones (16:00-16:04) each session."""
+    regular = json.loads((HERE / "MSFT_1m.json").read_text())["chart"]["result"][0]
+    quote = regular["indicators"]["quote"][0]
+    by_day: dict[dt.date, list[int]] = {}
+    for i, t in enumerate(regular["timestamp"]):
+        by_day.setdefault(dt.datetime.fromtimestamp(t, NY).date(), []).append(i)
+    stamps, q = [], {k: [] for k in quote}
+    for day, rows_ in sorted(by_day.items()):
+        first, last = rows_[0], rows_[-1]
+        extra_before = [(dt.time(9, 20 + m), first) for m in range(5)]
+        extra_after = [(dt.time(16, m), last) for m in range(5)]
+        for when, source in extra_before:
+            stamps.append(int(dt.datetime.combine(day, when, NY).timestamp()))
+            for k in q:
+                q[k].append(quote[k][source] if k != "volume" else 500)
+        for i in rows_:
+            stamps.append(regular["timestamp"][i])
+            for k in q:
+                q[k].append(quote[k][i])
+        for when, source in extra_after:
+            stamps.append(int(dt.datetime.combine(day, when, NY).timestamp()))
+            for k in q:
+                q[k].append(quote[k][source] if k != "volume" else 700)
+    m = meta("MSFT", "America/New_York", -14400, "1m", "NMS")
+    (HERE / "MSFT_1m_prepost.json").write_text(json.dumps(chart(m, stamps, q)))
+
+
 def eurusd_hourly() -> None:
     """EURUSD=X 1h over a weekend (no candles Saturday and Sunday), volume 0 as Yahoo serves FX."""
     eth = [r for r in rows("binance_ETH-USDT_1h.csv") if r["timestamp"] >= "2022-03-04"][: 24 * 7]
@@ -228,4 +283,6 @@ if __name__ == "__main__":
     foreign_daily()
     spy_hourly()
     msft_minutes()
+    msft_minutes_prepost()
+    orcl_weekly()
     eurusd_hourly()

@@ -70,6 +70,9 @@ def test_bad_input_is_named_and_refused_before_any_request(tmp_path: Path):
     binance_adjust = cli("download-data", "--symbols", "BTC/USDT", "--timeframe", "1h", "--since", "2024-01-01",
                          "--adjust", "all", cwd=tmp_path)  # fmt: skip
     assert binance_adjust.returncode == 2 and "only for --source yahoo" in binance_adjust.stderr
+    daily_prepost = cli(*args, "--timeframe", "1d", "--prepost", cwd=tmp_path)
+    assert daily_prepost.returncode == 2 and "--prepost" in daily_prepost.stderr
+    assert "intraday timeframes only" in daily_prepost.stderr
     assert not (tmp_path / "user_data").exists()
 
 
