@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,9 +16,63 @@ from rich.table import Table
 
 from tradeforge.resilience.errors import ConfigError, Problem
 
+if TYPE_CHECKING:
+    from tradeforge.config.schema import BotConfig
+
 out = Console()
 err = Console(stderr=True)
 _FORMATS = ("parquet", "csv")
+
+
+@dataclass
+class _Request:
+    """What both sources of `download-data` read the same way; `problems` collects what is wrong with it."""
+
+    symbols: list[str]
+    start: dt.datetime
+    end: dt.datetime | None
+    config: BotConfig | None
+    problems: list[Problem]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir if self.config else Path("user_data")
+
+    @classmethod
+    def parse(
+        cls, symbols: str, since: str, until: str | None, fmt: str, configs: list[Path] | None, example: str
+    ) -> _Request:
+        from tradeforge.cli import _parse_date
+        from tradeforge.config.loader import load_config
+
+        problems = []
+        if fmt not in _FORMATS:
+            problems.append(Problem("--format", f"use one of {', '.join(_FORMATS)}", fmt))
+        wanted = [s.strip() for s in symbols.split(",") if s.strip()]
+        if not wanted:
+            problems.append(Problem("--symbols", f"give at least one symbol, e.g. {example}", symbols))
+        start = _parse_date(since, "--since")
+        end = _parse_date(until, "--until", end_of_day=True)
+        if start and end and start >= end:
+            problems.append(Problem("--since", "must be before --until", since))
+        assert start is not None
+        return cls(wanted, start, end, load_config(configs) if configs else None, problems)
+
+
+@contextmanager
+def _progress_bar(timeframe: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per symbol on stderr, fed by the download's `progress(symbol, done, total)`."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(symbol: str, done: int, total: int) -> None:
+            if symbol not in tasks:
+                tasks[symbol] = bar.add_task(f"{symbol} {timeframe}", total=total or 1)
+            bar.update(tasks[symbol], completed=done if total else 1, total=total or 1)
+
+        yield progress
 
 
 def download_data(
@@ -51,22 +108,12 @@ def download_data(
     """Fill the candle store with an exchange's candles: only missing ranges, resumable, gaps reported."""
     if source == "yahoo":
         return _download_yahoo(symbols, timeframe, since, until, adjust, prepost, fmt, datadir, configs)
-    from tradeforge.cli import _parse_date
-    from tradeforge.config.loader import load_config
     from tradeforge.config.schema import ExchangeConfig
     from tradeforge.engine.exchange import download_data as run_download
 
-    problems = []
-    if fmt not in _FORMATS:
-        problems.append(Problem("--format", f"use one of {', '.join(_FORMATS)}", fmt))
-    wanted = [s.strip() for s in symbols.split(",") if s.strip()]
-    if not wanted:
-        problems.append(Problem("--symbols", "give at least one symbol, e.g. BTC/USDT", symbols))
-    if configs:
-        config = load_config(configs)
-        settings, data_dir = config.exchange, config.data_dir
-    else:
-        settings, data_dir = ExchangeConfig(), Path("user_data")
+    request = _Request.parse(symbols, since, until, fmt, configs, example="BTC/USDT")
+    problems = request.problems
+    settings = request.config.exchange if request.config else ExchangeConfig()
     if exchange != settings.name:
         problems.append(Problem("--exchange", f"supported: {settings.name}", exchange))
     if source not in (None, settings.name):
@@ -75,30 +122,16 @@ def download_data(
         problems.append(Problem("--adjust", "only for --source yahoo", adjust))
     if prepost is not None:
         problems.append(Problem("--prepost", "only for --source yahoo", str(prepost).lower()))
-    start = _parse_date(since, "--since")
-    end = _parse_date(until, "--until", end_of_day=True)
-    if start and end and start >= end:
-        problems.append(Problem("--since", "must be before --until", since))
     if problems:
         raise ConfigError(problems)
-    assert start is not None
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err
-    ) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(symbol: str, done: int, total: int) -> None:
-            if symbol not in tasks:
-                tasks[symbol] = bar.add_task(f"{symbol} {timeframe}", total=total or 1)
-            bar.update(tasks[symbol], completed=done if total else 1, total=total or 1)
-
+    with _progress_bar(timeframe) as progress:
         reports = run_download(
             settings,
-            datadir or data_dir,
-            wanted,
+            datadir or request.data_dir,
+            request.symbols,
             timeframe,
-            start,
-            end,
+            request.start,
+            request.end,
             fmt="csv" if fmt == "csv" else "parquet",
             progress=progress,
         )
@@ -131,57 +164,36 @@ def _download_yahoo(
     configs: list[Path] | None,
 ) -> None:
     """`download-data --source yahoo`: Yahoo Finance candles into `<datadir>/yahoo[-adjust]/`."""
-    from tradeforge.cli import _parse_date
-    from tradeforge.config.loader import load_config
     from tradeforge.config.schema import YahooConfig
     from tradeforge.engine.yahoo import download_yahoo
     from tradeforge.feeds.yahoo import ADJUST_MODES, check_request, store_folder
 
-    problems = []
-    if fmt not in _FORMATS:
-        problems.append(Problem("--format", f"use one of {', '.join(_FORMATS)}", fmt))
-    wanted = [s.strip() for s in symbols.split(",") if s.strip()]
-    if not wanted:
-        problems.append(Problem("--symbols", "give at least one symbol, e.g. AAPL,MSFT,EURUSD=X", symbols))
-    if configs:
-        config = load_config(configs)
-        settings, data_dir = config.yahoo, config.data_dir
-    else:
-        settings, data_dir = YahooConfig(), Path("user_data")
+    request = _Request.parse(symbols, since, until, fmt, configs, example="AAPL,MSFT,EURUSD=X")
+    problems = request.problems
+    settings = request.config.yahoo if request.config else YahooConfig()
     if adjust is not None and adjust not in ADJUST_MODES:
         problems.append(Problem("--adjust", f"use one of {', '.join(ADJUST_MODES)}", adjust))
     elif adjust is not None:
         settings = settings.model_copy(update={"adjust": adjust})
     if prepost is not None:
         settings = settings.model_copy(update={"prepost": prepost})
-    start = _parse_date(since, "--since")
-    end = _parse_date(until, "--until", end_of_day=True)
-    if start and end and start >= end:
-        problems.append(Problem("--since", "must be before --until", since))
-    assert start is not None
     try:  # the timeframe and Yahoo's history limit, reported together with the problems above
+        now = dt.datetime.now(dt.UTC)
         check_request(
-            wanted or ["-"], timeframe, start, dt.datetime.now(dt.UTC), settings.adjust, prepost=settings.prepost
+            request.symbols or ["-"], timeframe, request.start, now, settings.adjust, prepost=settings.prepost
         )
     except ConfigError as exc:
         problems += [p for p in exc.problems if p.where != "--adjust" or adjust is None or adjust in ADJUST_MODES]
     if problems:
         raise ConfigError(problems)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(symbol: str, done: int, total: int) -> None:
-            if symbol not in tasks:
-                tasks[symbol] = bar.add_task(f"{symbol} {timeframe}", total=total)
-            bar.update(tasks[symbol], completed=done)
-
+    with _progress_bar(timeframe) as progress:
         reports = download_yahoo(
             settings,
-            datadir or data_dir,
-            wanted,
+            datadir or request.data_dir,
+            request.symbols,
             timeframe,
-            start,
-            end,
+            request.start,
+            request.end,
             fmt="csv" if fmt == "csv" else "parquet",
             progress=progress,
         )
