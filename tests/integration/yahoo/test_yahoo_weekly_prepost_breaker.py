@@ -30,6 +30,22 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def simulated_feed(client, clock, emitted, history, sessions, poll, grace, prepost=False) -> YahooFeed:
+    """A feed on the simulated clock recording (when, candle open) for every candle it emits."""
+    return YahooFeed(
+        client,
+        history,
+        sessions=sessions,
+        adjust="splits",
+        prepost=prepost,
+        on_closed=lambda page: emitted.extend((clock.now, t) for t in page_times(page)),
+        poll_interval=poll,
+        grace=grace,
+        clock=clock,
+        sleep=SimulatedTime(clock),
+    )
+
+
 # --- weekly candles --------------------------------------------------------------------------------------
 
 
@@ -65,17 +81,7 @@ def test_a_weekly_candle_closes_with_the_last_session_of_its_week(client, clock)
     """Good Friday 2014 (18 April): the week of 14 April ends with Thursday's close, 20:00 UTC."""
     clock.now = at("2014-04-10 12:00")
     emitted: list[tuple[dt.datetime, dt.datetime]] = []
-    feed = YahooFeed(
-        client,
-        empty("ORCL", "1w"),
-        sessions=MarketSessions("XNYS"),
-        adjust="splits",
-        on_closed=lambda page: emitted.extend((clock.now, t) for t in page_times(page)),
-        poll_interval=POLL,
-        grace=30.0,
-        clock=clock,
-        sleep=SimulatedTime(clock),
-    )
+    feed = simulated_feed(client, clock, emitted, empty("ORCL", "1w"), MarketSessions("XNYS"), POLL, 30.0)
     assert feed.backfill(3) == 3
     assert [t for _, t in emitted] == [at("2014-03-17"), at("2014-03-24"), at("2014-03-31")]
     run_until(feed, clock, at("2014-04-26 00:00"))
@@ -111,18 +117,7 @@ def test_pre_and_post_market_candles_are_fetched_only_when_asked_and_stored_apar
 def test_post_market_candles_are_emitted_as_the_extended_session_runs(client, clock):
     clock.now = at("2024-06-25 13:00")  # 09:00 New York: pre-market
     emitted: list[tuple[dt.datetime, dt.datetime]] = []
-    feed = YahooFeed(
-        client,
-        empty("MSFT", "1m"),
-        sessions=ExtendedSessions("XNAS"),
-        adjust="splits",
-        prepost=True,
-        on_closed=lambda page: emitted.extend((clock.now, t) for t in page_times(page)),
-        poll_interval=5.0,
-        grace=1.0,
-        clock=clock,
-        sleep=SimulatedTime(clock),
-    )
+    feed = simulated_feed(client, clock, emitted, empty("MSFT", "1m"), ExtendedSessions("XNAS"), 5.0, 1.0, True)
     feed.backfill(5)
     run_until(feed, clock, at("2024-06-25 20:10"))
     today = {t: when for when, t in emitted if t.date() == dt.date(2024, 6, 25)}
