@@ -198,7 +198,7 @@ def backtest(
         result.write_json(json_out)
         out.print(f"result written to {json_out}")
     if report is not None:
-        backtest_report(result.to_json(), report, data)
+        backtest_report(result.to_json(), report)
 
 
 @app.command()

@@ -266,7 +266,12 @@ def report(
     fmt: Annotated[str, typer.Option("--format", "-f", help="html | pdf | xlsx | json")] = "html",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the report.")] = None,
     prices: Annotated[
-        Path | None, typer.Option("--prices", help="Candle CSV to draw the trades on (default: fill prices only).")
+        Path | None,
+        typer.Option(
+            "--prices",
+            help="Candle CSV to draw the trades on (default: the result's own candle file, when it is one CSV "
+            "that still exists; otherwise fill prices only).",
+        ),
     ] = None,
     monte_carlo: MonteCarloOption = 10_000,
     method: MethodOption = "trades",
@@ -277,7 +282,7 @@ def report(
     risk_free: RiskFreeOption = 0.0,
 ) -> None:
     """Write a report (HTML, PDF, Excel or JSON) of a result file: metrics, charts, Monte Carlo."""
-    from tradeforge.analytics.loaders import load_result
+    from tradeforge.analytics.loaders import from_result_document, read_json
 
     if fmt not in REPORT_FORMATS:
         raise ConfigError([Problem("--format", f"choose one of {', '.join(REPORT_FORMATS)}", fmt)])
@@ -285,7 +290,9 @@ def report(
         raise ConfigError([Problem("--output", "say where to write the report, e.g. -o report.html")])
     _check_periods(periods)
     spec = _mc_spec(monte_carlo if monte_carlo else None, method, seed, ruin_level, block_size)
-    written = build_report(load_result(result), output, fmt, spec, prices, periods, risk_free)
+    document = read_json(result)
+    perf = from_result_document(document, result)
+    written = build_report(perf, output, fmt, spec, prices or _candle_file(document), periods, risk_free)
     out.print(f"{fmt} report written to {written}")
 
 
@@ -311,6 +318,15 @@ def build_report(
     return output
 
 
+def _candle_file(document: Any) -> Path | None:
+    """The one candle CSV a result was computed on (its `data[].source`), if it is still there."""
+    sources = [d.get("source") for d in document.get("data") or [] if isinstance(d, dict)]
+    if len(sources) != 1 or not isinstance(sources[0], str):
+        return None
+    path = Path(sources[0])
+    return path if path.suffix.lower() == ".csv" and path.is_file() else None
+
+
 def report_format_for(path: Path) -> str:
     """`backtest --report out.html`: the format is the file's extension."""
     suffix = path.suffix.lower().lstrip(".")
@@ -319,17 +335,13 @@ def report_format_for(path: Path) -> str:
     return suffix
 
 
-def backtest_report(result_document: dict[str, Any], output: Path, data: str | None = None) -> None:
-    """The report `tradeforge backtest --report FILE` writes (Monte Carlo: 10,000 reshuffles, seed 0).
-
-    The candles of `--data` are drawn under the trades when it is one CSV file (not a pattern)."""
+def backtest_report(result_document: dict[str, Any], output: Path) -> None:
+    """The report `tradeforge backtest --report FILE` writes (Monte Carlo: 10,000 reshuffles, seed 0),
+    with the candles drawn under the trades when the backtest read one CSV file."""
     from tradeforge.analytics.analysis import MonteCarloSpec
     from tradeforge.analytics.loaders import from_result_document
 
-    prices = None
-    if data and "{" not in data and data.lower().endswith((".csv", ".csv.gz")):
-        prices = Path(data)
     fmt = report_format_for(output)
     perf = from_result_document(result_document, output)
-    build_report(perf, output, fmt, MonteCarloSpec(10_000, "trades", 0), prices)
+    build_report(perf, output, fmt, MonteCarloSpec(10_000, "trades", 0), _candle_file(result_document))
     out.print(f"{fmt} report written to {output}")

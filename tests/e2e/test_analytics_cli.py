@@ -288,6 +288,17 @@ def test_backtest_report_writes_the_report_directly_with_the_candles_under_the_t
     assert "10,000 simulations, method trades, seed 0" in text
 
 
+def test_the_result_file_names_its_candles_and_report_draws_them_without_being_told(
+    work: Path, results: dict[str, Path]
+):
+    [data] = load(results["btc"])["data"]
+    assert data["symbol"] == "BTC/USDT" and data["source"] == str((SHARED_DATA / "binance_BTC-USDT_1h.csv").resolve())
+    assert data["rows"] > 1000 and data["start"] < data["end"]
+    code, _, err = tf("report", results["btc"], "--format", "html", "-o", "drawn.html", "--monte-carlo", "0", cwd=work)
+    assert code == 0, err
+    assert '"name":"close"' in (work / "drawn.html").read_text(encoding="utf-8")
+
+
 def test_backtest_report_with_an_unknown_extension_fails_before_running(work: Path, results: dict[str, Path]):
     code, out, err = tf("backtest", "--config", "bot.yaml", "--report", "out.txt", cwd=work)
     assert code == 2 and "--report" in err and "total return" not in out

@@ -104,7 +104,7 @@ def _check_increasing(times: np.ndarray, where: str) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8")
@@ -118,7 +118,7 @@ def _read_json(path: Path) -> Any:
 
 def load_result(path: Path) -> Performance:
     """A `tradeforge backtest --json` result file (README: "Result file")."""
-    return from_result_document(_read_json(path), path)
+    return from_result_document(read_json(path), path)
 
 
 def from_result_document(doc: Any, path: Path) -> Performance:
@@ -199,7 +199,7 @@ def load_equity_csv(path: Path) -> Performance:
 def load_trades(path: Path) -> Performance:
     """A JSON list of closed trades (the result file's `trades` shape, as `tradeforge trades --json`
     writes), or an object with a `trades` list. Only `pnl` is required."""
-    doc = _read_json(path)
+    doc = read_json(path)
     if isinstance(doc, dict):
         if "trades" not in doc:
             raise DataError(f"{path}: expected a list of trades or an object with a 'trades' list")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import backtrader as bt
@@ -102,7 +103,20 @@ def collect_result(
         equity_times=times,
         equity_values=values,
         gaps={c.symbol: notable_gaps(c) for c in candles},
+        data=[_provenance(c) for c in candles],
     )
+
+
+def _provenance(candles: Candles) -> dict[str, Any]:
+    """Which candles a result was computed on; a file as an absolute path, so a report finds it from elsewhere."""
+    path = Path(candles.source)
+    return {
+        "symbol": candles.symbol,
+        "source": str(path.resolve()) if path.is_file() else candles.source,
+        "rows": len(candles),
+        "start": candles.start.isoformat(),
+        "end": candles.end.isoformat(),
+    }
 
 
 def notable_gaps(candles: Candles) -> list[Gap]:

@@ -35,6 +35,7 @@ class BacktestResult:
     equity_times: np.ndarray  # int64 UTC nanoseconds
     equity_values: np.ndarray
     gaps: dict[str, list[Gap]] = field(default_factory=dict)  # missing candles per symbol
+    data: list[dict[str, Any]] = field(default_factory=list)  # which candles: per symbol, source and span
 
     def to_json(self) -> dict[str, Any]:
         """The documented result file (README: "Result file")."""
@@ -52,6 +53,7 @@ class BacktestResult:
             "metrics": self.metrics,
             "trades": [t.to_json() for t in self.trades],
             "open_trades": [t.to_json() for t in self.open_trades],
+            "data": self.data,
             "data_gaps": [
                 {"symbol": s, "after": g.after.isoformat(), "before": g.before.isoformat(), "missing": g.missing}
                 for s, gaps in self.gaps.items()
