@@ -61,6 +61,8 @@ def config_hash(config: BotConfig) -> str:
     relevant = {key: document[key] for key in ("strategy", "broker", "data")}
     if config.data.source == "yahoo":  # the adjustment changes every price the bot decided on
         relevant["yahoo"] = {"adjust": config.yahoo.adjust}
+    if config.data.source == "ibkr":  # which contracts, and which prices of them
+        relevant["ibkr"] = {key: document["ibkr"][key] for key in ("contracts", "what_to_show", "use_rth")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -183,8 +185,10 @@ def run_bot(
     stop: threading.Event | None = None,
     say: Callable[[str], None] = print,
     yahoo: Mapping[str, Any] | None = None,
+    ibkr: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
-    """Run a paper bot until its feed ends or `stop` is set (`yahoo`: client, clock, sleep for its feeds)."""
+    """Run a paper bot until its feed ends or `stop` is set (`yahoo`: client, clock, sleep for its feeds;
+    `ibkr`: IB factory and clock)."""
     started = time.monotonic()
     if config.mode == "live":
         raise ConfigError(
@@ -197,12 +201,12 @@ def run_bot(
                 )
             ]
         )
-    if config.data.source not in ("replay", "binance", "yahoo"):
+    if config.data.source not in ("replay", "binance", "yahoo", "ibkr"):
         raise ConfigError(
             [
                 Problem(
                     "data.source",
-                    "paper mode needs a live-style feed; use source: replay, binance or yahoo",
+                    "paper mode needs a live-style feed; use source: replay, binance, yahoo or ibkr",
                     config.data.source,
                 )
             ]
@@ -239,7 +243,7 @@ def run_bot(
             )
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
-        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo)
+        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo, ibkr=ibkr)
         if resume_after_ns is not None:
             say(
                 f"resuming {config.name}: re-reading history up to "
