@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,7 @@ class FakeIB:
         self.pacing_violations = 0
         self.history_requests: list[dict[str, Any]] = []
         self.placed: list[Order] = []  # every order that reached TWS, in order
+        self.alarms: list[tuple[dt.datetime, threading.Event]] = []  # set each event once the clock gets there
 
     # --- set-up ---------------------------------------------------------------------------------------
 
@@ -197,6 +199,9 @@ class FakeIB:
         return True
 
     def _tick(self) -> None:
+        for when, event in self.alarms:
+            if self.now >= when:
+                event.set()
         if self._up_at is not None and self.now >= self._up_at:
             self.listening, self._up_at = True, None
         for server in list(self._orders):

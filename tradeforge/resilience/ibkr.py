@@ -61,7 +61,8 @@ def ib_contract(spec: IbkrContractConfig) -> Contract:
 
 
 def _describe(contract: Contract) -> str:
-    parts = [contract.secType, contract.symbol, contract.lastTradeDateOrContractMonth, contract.exchange]
+    exchange = contract.exchange + (f"/{contract.primaryExchange}" if contract.primaryExchange else "")
+    parts = [contract.secType, contract.symbol, contract.lastTradeDateOrContractMonth, exchange]
     return " ".join(p for p in parts if p) + f" {contract.currency}"
 
 

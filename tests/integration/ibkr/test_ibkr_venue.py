@@ -8,43 +8,13 @@ from decimal import Decimal
 
 import pytest
 from fakes.ib import FakeIB
+from fakes.ib_support import intent, place
 
 from tradeforge.brokers.ibkr import IbkrVenue
 from tradeforge.brokers.orders import OrderRefused
 from tradeforge.persistence.models import OrderStatus
-from tradeforge.persistence.repository import OrderIntent, Repository
+from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.errors import Rejected
-
-
-def intent(
-    side: str = "buy",
-    amount: str = "100",
-    type: str = "market",
-    price: str | None = None,
-    stop: str | None = None,
-    *,
-    trade_id: int | None = None,
-    role: str = "entry",
-    symbol: str = "AAPL",
-) -> OrderIntent:
-    return OrderIntent(
-        trade_id,
-        symbol,
-        side,
-        type,
-        role,
-        Decimal(amount),
-        price=None if price is None else Decimal(price),
-        stop_price=None if stop is None else Decimal(stop),
-    )
-
-
-def place(venue: IbkrVenue, wanted: OrderIntent) -> str:
-    """As the live broker does: check, commit the intent, then send."""
-    checked = venue.check(wanted, Decimal("100"))
-    client_id = venue.repository.record_intent(checked).client_order_id
-    venue.send(wanted.symbol, client_id)
-    return client_id
 
 
 def test_a_market_order_carries_its_client_id_in_order_ref_and_its_fill_and_commission_are_recorded_once(
