@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 from fakes.ib import FakeIB
-from fakes.ib_support import MINUTE, ORIGIN, price_path
+from fakes.ib_support import MINUTE, ORIGIN, ibkr_settings, price_path
 
 from tradeforge.feeds.candles import Candles
 from tradeforge.feeds.ibkr import IbkrFeed, bar_open_ms, duration_for
@@ -128,3 +128,21 @@ def test_durations_ask_for_enough_calendar_time():
     assert duration_for(30) == "60 S" and duration_for(86_400) == "86400 S"
     assert duration_for(86_401) == "2 D" and duration_for(400 * 86_400) == "2 Y"
     assert bar_open_ms(dt.date(2026, 3, 2)) == bar_open_ms(dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+
+
+def test_without_a_newer_bar_a_bar_counts_as_closed_grace_seconds_after_its_close():
+    fake = FakeIB(origin=ORIGIN, bars=PATH[:305], now=ORIGIN + 300 * MINUTE + dt.timedelta(seconds=30))
+    fake.list_contract("AAPL")
+    connection = IbConnection(ibkr_settings(), lambda: fake)
+    connection.connect()
+    feed = make_feed(fake, connection, [])
+    feed.backfill(5)
+    feed._pending.clear()
+    emitted_at = {}
+    while fake.now < ORIGIN + 310 * MINUTE:  # after bar 304, IB sends nothing new (a quiet market)
+        feed._poll()
+        while feed._pending:
+            emitted_at[feed._pending.popleft()[0]] = fake.now
+    last_close = ORIGIN + 305 * MINUTE
+    assert emitted_at[bar_open_ms(ORIGIN + 304 * MINUTE)] == last_close + dt.timedelta(seconds=2)
+    assert len(emitted_at) == 5

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.bots import ledger, repository
 from fakes.ib import FakeIB
 from fakes.ib_support import MINUTE, ORIGIN, make_fake
 
@@ -22,7 +23,6 @@ from tradeforge.engine.feeds import live_store
 from tradeforge.engine.runtime import RunOutcome, run_bot
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
-from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.errors import ConfigError
 
 TRADEFORGE = str(Path(sys.executable).with_name("tradeforge"))
@@ -60,13 +60,26 @@ def test_paper_bot_on_ib_bars_warms_up_without_trading_then_trades_live_bars(fak
     outcome = run_until(fake, config, ORIGIN + 500 * MINUTE)
     assert outcome.result.start == ORIGIN + (300 - WARMUP) * MINUTE
     assert outcome.result.end >= ORIGIN + 498 * MINUTE
-    repository = Repository.attach(make_engine(f"sqlite:///{config.data_dir}/tradeforge.sqlite"), config.name, "", "paper")
-    fills = repository.fills()
+    fills = repository(config).fills()
     assert fills, "the strategy should have traded on 200 live bars"
     assert min(f.time for f in fills) >= started - dt.timedelta(minutes=1)  # none on the warm-up bars
     stored = live_store(config).load("ibkr", "AAPL", "1m")
     assert stored.start == outcome.result.start and stored.end >= outcome.result.end  # kept for a restart
     assert not fake.placed  # paper mode: nothing reaches IB
+
+
+def test_stopped_and_restarted_bot_ends_exactly_like_an_uninterrupted_one(tmp_path: Path):
+    straight, restarted = bot_config(tmp_path / "a", "straight"), bot_config(tmp_path / "b", "restarted")
+    run_until(make_fake(), straight, ORIGIN + 460 * MINUTE)
+    fake = make_fake()
+    first = run_until(fake, restarted, ORIGIN + 380 * MINUTE)
+    placed_before_stop = len(ledger(restarted)["orders"])
+    fake.sleep(900)  # down for 15 bars: back-filled from IB on restart
+    second = run_until(fake, restarted, ORIGIN + 460 * MINUTE)
+    assert placed_before_stop and second.adopted_orders == placed_before_stop  # re-adopted, none placed twice
+    assert first.result.end < second.result.end
+    assert ledger(restarted) == ledger(straight)
+    assert ledger(straight)["trades"], "the comparison needs trades to mean something"
 
 
 def test_unknown_and_ambiguous_contracts_are_refused_naming_the_config_path(fake: FakeIB, tmp_path: Path):
