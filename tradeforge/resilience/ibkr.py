@@ -105,8 +105,8 @@ class IbConnection:
             raise IbUnreachable(
                 f"cannot connect to TWS/IB Gateway at {self.address} (ibkr.host, ibkr.port): "
                 f"{exc or type(exc).__name__}. "
-                "Start TWS or IB Gateway, enable the API (Configure > API > Settings: 'Enable ActiveX and Socket "
-                "Clients', socket port), and check that ibkr.client_id is not used by another connection"
+                "Start TWS or IB Gateway, enable its API (API > Settings: 'Enable ActiveX and Socket Clients', "
+                "and the socket port), and check that no other connection uses ibkr.client_id"
             ) from exc
 
     def sleep(self, seconds: float) -> None:
