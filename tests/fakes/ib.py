@@ -474,8 +474,9 @@ class FakeIB:
         status.status, status.filled, status.remaining = server.status, server.filled, server.remaining
         status.avgFillPrice, status.permId = server.avg_price, server.order.permId
         trade.order.totalQuantity = server.order.totalQuantity
-        if error is not None:
-            trade.log.append(TradeLogEntry(self.now, server.status, error[1], error[0]))
+        if error is not None:  # ib_async marks the client's trade Cancelled on an order error, whatever TWS says
+            status.status = OrderStatus.Cancelled
+            trade.log.append(TradeLogEntry(self.now, status.status, error[1], error[0]))
             self.errorEvent.emit(server.order.orderId, error[0], error[1], server.contract)
         if fill is not None:
             trade.fills.append(fill)

@@ -280,10 +280,10 @@ class IbkrVenue:
         ib_status = trade.orderStatus.status if trade is not None else ""
         if filled >= stored.amount:
             status = OrderStatus.FILLED
-        elif ib_status in ("Cancelled", "ApiCancelled"):
-            status = OrderStatus.CANCELED
-        elif ib_status == "Inactive":
-            status = OrderStatus.REJECTED if not filled else OrderStatus.CANCELED
+        elif ib_status in _DONE:
+            # ib_async shows a rejected new order as Cancelled with IB's error in the trade log
+            refused = ib_status == "Inactive" or _rejection(trade) is not None
+            status = OrderStatus.REJECTED if refused and not filled else OrderStatus.CANCELED
         else:
             status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
         self.repository.mark_order(client_order_id, status, venue_order_id=venue_id, raw=raw)
@@ -293,6 +293,7 @@ class IbkrVenue:
 
 
 _DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+_CANCEL_CONFIRMED = 202  # "Order Canceled - reason:"
 
 
 def _fill(fill: Any) -> FillReport:
@@ -307,9 +308,15 @@ def _fill(fill: Any) -> FillReport:
     )
 
 
+def _rejection(trade: Any) -> str | None:
+    """IB's error that ended the order, unless it is the confirmation of a cancel (202)."""
+    errors = [entry for entry in trade.log if entry.errorCode and entry.errorCode != _CANCEL_CONFIRMED]
+    return f"{errors[-1].errorCode}: {errors[-1].message}" if errors else None
+
+
 def _last_message(trade: Any) -> str:
     messages = [entry.message for entry in (trade.log if trade is not None else []) if entry.message]
-    return messages[-1] if messages else "no reason given"
+    return _rejection(trade) or (messages[-1] if messages else "no reason given")
 
 
 def _raw(trade: Any) -> dict[str, Any] | None:
