@@ -366,4 +366,11 @@ def _positions(venue: IbkrVenue, repository: Repository) -> list[PositionCheck]:
             signed = fill.amount if side_of[fill.order_id] == "buy" else -fill.amount
             held[fill.symbol] = held.get(fill.symbol, Decimal(0)) + signed
     holdings = venue.holdings()
-    return [PositionCheck(name, amount, holdings.get(name, Decimal(0))) for name, amount in sorted(held.items())]
+    return [
+        PositionCheck(name, _plain(amount), holdings.get(name, Decimal(0))) for name, amount in sorted(held.items())
+    ]
+
+
+def _plain(amount: Decimal) -> Decimal:
+    """Without the database's trailing zeros (PostgreSQL's NUMERIC(36, 18)), for messages."""
+    return Decimal(f"{amount.normalize():f}")

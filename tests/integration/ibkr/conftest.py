@@ -1,16 +1,14 @@
 """Fixtures for the IBKR tests: the fake TWS (tests/fakes/ib.py), reached through our IbConnection as
-the real `ib_async.IB` would be, and the trade repository on SQLite."""
+the real `ib_async.IB` would be, and the trade repository on SQLite and PostgreSQL."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from fakes.ib import FakeIB
 from fakes.ib_support import ibkr_settings, make_fake
+from sqlalchemy import Engine
 
 from tradeforge.brokers.ibkr import IbkrVenue
-from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
 from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.ibkr import IbConnection
@@ -29,10 +27,10 @@ def connection(fake: FakeIB) -> IbConnection:
 
 
 @pytest.fixture
-def repository(tmp_path: Path) -> Repository:
-    engine = make_engine(f"sqlite:///{tmp_path}/bot.sqlite")
-    upgrade(engine)
-    return Repository.attach(engine, "ib-bot", "hash", "live")
+def repository(db_engine: Engine) -> Repository:
+    """The trade repository, on SQLite and on PostgreSQL (`db_engine` runs each test on both)."""
+    upgrade(db_engine)
+    return Repository.attach(db_engine, "ib-bot", "hash", "live")
 
 
 @pytest.fixture
