@@ -40,7 +40,8 @@ def _logger() -> logging.Logger:
     return logging.getLogger("tradeforge.brokers.ibkr")
 
 
-def _dec(value: float) -> Decimal:
+def _dec(value: float | Decimal) -> Decimal:
+    """IB's float (or a database NUMERIC with trailing zeros) as the plain Decimal it stands for."""
     return Decimal(f"{Decimal(str(value)).normalize():f}")
 
 
@@ -366,11 +367,4 @@ def _positions(venue: IbkrVenue, repository: Repository) -> list[PositionCheck]:
             signed = fill.amount if side_of[fill.order_id] == "buy" else -fill.amount
             held[fill.symbol] = held.get(fill.symbol, Decimal(0)) + signed
     holdings = venue.holdings()
-    return [
-        PositionCheck(name, _plain(amount), holdings.get(name, Decimal(0))) for name, amount in sorted(held.items())
-    ]
-
-
-def _plain(amount: Decimal) -> Decimal:
-    """Without the database's trailing zeros (PostgreSQL's NUMERIC(36, 18)), for messages."""
-    return Decimal(f"{amount.normalize():f}")
+    return [PositionCheck(name, _dec(amount), holdings.get(name, Decimal(0))) for name, amount in sorted(held.items())]

@@ -4,6 +4,7 @@ executions recorded once by execId with their commissions, cancels confirmed, OC
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -112,6 +113,19 @@ def test_fill_during_tws_restart_is_recorded_once_after_reconnecting(
     assert state.status == OrderStatus.FILLED and state.new_fills == 1
     assert venue.sync("AAPL", client_id).new_fills == 0
     assert len(repository.fills()) == 1
+
+
+def test_sync_during_tws_restart_reconnects_with_backoff_then_records_the_fill(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    client_id = place(venue, intent("sell", type="limit", price=f"{fake.price() + 1:.2f}"))
+    fake.restart(down_for=300)
+    down_since = fake.now
+    venue.sync("AAPL", client_id)  # waits (backoff: 1, 2, 4 ... s) until TWS is back
+    assert fake.now - down_since >= dt.timedelta(seconds=300) and fake.connections == 2
+    fake.sleep(1800)
+    assert venue.sync("AAPL", client_id).status == OrderStatus.FILLED
+    assert len(repository.fills()) == 1 and len(fake.placed) == 1
 
 
 def test_exits_of_one_trade_share_an_oca_group_so_ib_cancels_the_stop_when_the_target_fills(
