@@ -70,9 +70,24 @@ def ibkr_feeds(
     """One feed per symbol over the bot's own bar history, each back-filled before it starts. Nothing is
     stored until every symbol's back-fill succeeded (an unknown contract or a pacing violation leaves
     the bot's history as it was)."""
-    settings, data = config.ibkr, config.data
-    check_timeframe(data.timeframe)
+    check_timeframe(config.data.timeframe)
     connection = connect(config, factory)
+    try:
+        return _backfilled(config, connection, stop, store, say, clock)
+    except BaseException:
+        connection.disconnect()  # nothing started: free the client id
+        raise
+
+
+def _backfilled(
+    config: BotConfig,
+    connection: IbConnection,
+    stop: threading.Event,
+    store: CandleStore,
+    say: Callable[[str], None],
+    clock: Callable[[], dt.datetime],
+) -> list[IbkrFeed]:
+    settings, data = config.ibkr, config.data
     contracts = resolve_contracts(connection, data.symbols)
     backfilled: list[Candles] = []
     started = False
@@ -112,3 +127,9 @@ def ibkr_feeds(
         store.save(STORE_FOLDER, page)
     started = True
     return feeds
+
+
+def disconnect(feeds: list[IbkrFeed]) -> None:
+    """End the run's API connection (shared by its feeds)."""
+    for connection in {id(f.connection): f.connection for f in feeds}.values():
+        connection.disconnect()

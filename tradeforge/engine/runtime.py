@@ -30,7 +30,7 @@ from tradeforge.config.schema import BotConfig
 from tradeforge.engine.alerts import BotAlerts
 from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.control import BotControl
-from tradeforge.engine.feeds import build_feeds
+from tradeforge.engine.feeds import BotFeeds, build_feeds
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
 from tradeforge.engine.results import BacktestResult
@@ -230,6 +230,7 @@ def run_bot(
         say(message)
         alerts.problem(message)
 
+    feeds: BotFeeds | None = None
     try:
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
         persist = Persist(repository, should_stop=stop.wait, say=say_and_alert)
@@ -282,6 +283,8 @@ def run_bot(
         alerts.failed(exc)
         raise
     finally:
+        if feeds is not None:
+            feeds.close()
         try:
             repository.release_lock(owner, status)
         except DatabaseUnavailable as exc:

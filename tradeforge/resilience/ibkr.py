@@ -109,6 +109,11 @@ class IbConnection:
                 "and the socket port), and check that no other connection uses ibkr.client_id"
             ) from exc
 
+    def disconnect(self) -> None:
+        """Free the client id for the next run (TWS refuses a second connection with the same id)."""
+        if self.ib.isConnected():
+            self.ib.disconnect()
+
     def sleep(self, seconds: float) -> None:
         """Wait while ib_async applies IB's messages."""
         self.ib.sleep(seconds)

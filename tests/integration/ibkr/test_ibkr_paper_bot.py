@@ -66,6 +66,7 @@ def test_paper_bot_on_ib_bars_warms_up_without_trading_then_trades_live_bars(fak
     stored = live_store(config).load("ibkr", "AAPL", "1m")
     assert stored.start == outcome.result.start and stored.end >= outcome.result.end  # kept for a restart
     assert not fake.placed  # paper mode: nothing reaches IB
+    assert not fake.connected  # the client id is free for the next run
 
 
 def test_stopped_and_restarted_bot_ends_exactly_like_an_uninterrupted_one(tmp_path: Path):
@@ -96,6 +97,7 @@ def test_unknown_and_ambiguous_contracts_are_refused_naming_the_config_path(fake
     assert "ibkr.contracts.XYZ" in message  # where to describe it fully
     assert "ibkr.contracts.ES: IB has no contract FUT ES 202609 CME USD" in message
     assert not (tmp_path / "user_data" / "live").exists()  # nothing half-done
+    assert not fake.connected
 
 
 def test_a_futures_contract_without_expiry_is_a_config_error_naming_its_path(tmp_path: Path):
