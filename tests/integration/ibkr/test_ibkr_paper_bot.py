@@ -19,6 +19,7 @@ from fakes.ib import FakeIB
 from fakes.ib_support import MINUTE, ORIGIN, make_fake
 
 from tradeforge.config.schema import BotConfig
+from tradeforge.engine.backtest import run_backtest
 from tradeforge.engine.feeds import live_store
 from tradeforge.engine.runtime import RunOutcome, run_bot
 from tradeforge.persistence.database import make_engine
@@ -136,3 +137,8 @@ def test_run_against_a_closed_port_exits_2_naming_host_and_port(tmp_path: Path):
     assert done.returncode == 2, done.stderr
     assert f"cannot connect to TWS/IB Gateway at 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_backtest_of_an_ibkr_config_asks_for_a_candle_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"data.source: ibkr bars are live only: backtest on a candle file"):
+        run_backtest(bot_config(tmp_path))
