@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Mode = Literal["backtest", "paper", "live"]
-DataSource = Literal["sample", "csv", "parquet", "store", "replay", "binance", "yahoo"]
+DataSource = Literal["sample", "csv", "parquet", "store", "replay", "binance", "yahoo", "ibkr"]
 
 
 class StrictModel(BaseModel):
@@ -37,7 +37,7 @@ class DataConfig(StrictModel):
         "sample",
         description="sample | csv | parquet | store | replay (stored candles played back as live) | binance "
         "(live candles polled from the exchange, see `exchange`) | yahoo (delayed candles polled from Yahoo "
-        "Finance, see `yahoo`)",
+        "Finance, see `yahoo`) | ibkr (live bars from TWS or IB Gateway, see `ibkr`)",
     )
     path: str | None = Field(None, description="candle file for csv/parquet (and replay; default: the sample)")
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"], min_length=1, description="one or more")
@@ -167,6 +167,78 @@ class YahooConfig(StrictModel):
         5, ge=1, le=1000, description="requests failing after all their retries that open the circuit (no requests)"
     )
     breaker_reset: float = Field(300.0, gt=0, le=86_400, description="seconds the circuit stays open")
+
+
+SecType = Literal["STK", "FUT", "CASH"]
+
+
+class IbkrContractConfig(StrictModel):
+    """One IBKR contract, as `data.symbols` names it: enough for IB to find exactly one contract."""
+
+    symbol: str = Field(min_length=1, description="IB's symbol: AAPL, ES, EUR (CASH: the base currency)")
+    sec_type: SecType = Field("STK", description="STK (stock, ETF) | FUT (future) | CASH (FX pair on IDEALPRO)")
+    exchange: str = Field("SMART", min_length=1, description="SMART, NYSE, CME, IDEALPRO ...")
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="trading currency (CASH: the quote currency)")
+    expiry: str | None = Field(
+        None, pattern=r"^[0-9]{6}([0-9]{2})?$", description="futures only: contract month YYYYMM or date YYYYMMDD"
+    )
+    primary_exchange: str | None = Field(None, description="STK with SMART routing: the listing exchange, if needed")
+
+    @model_validator(mode="after")
+    def _expiry_for_futures(self) -> IbkrContractConfig:
+        if self.sec_type == "FUT" and not self.expiry:
+            raise ValueError("a FUT contract needs `expiry` (YYYYMM or YYYYMMDD)")
+        if self.sec_type != "FUT" and self.expiry:
+            raise ValueError(f"`expiry` is for FUT contracts only, not {self.sec_type}")
+        return self
+
+
+class IbkrConfig(StrictModel):
+    """Interactive Brokers through TWS or IB Gateway (ib_async) behind `data.source: ibkr`. IB needs no keys
+    here: TWS/Gateway is logged in already; the API accepts connections from `host` with a unique `client_id`."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="where TWS or IB Gateway runs")
+    port: int = Field(
+        7497,
+        ge=1,
+        le=65535,
+        description="API port: 7497 TWS paper, 7496 TWS live, 4002 Gateway paper, 4001 Gateway live",
+    )
+    client_id: int = Field(1, ge=0, le=2**31 - 1, description="API client id, unique per connection to TWS/Gateway")
+    account: str | None = Field(None, description="account code (DU... for paper); default: the login's only account")
+    contracts: dict[str, IbkrContractConfig] = Field(
+        default_factory=dict,
+        description="contracts by the name used in data.symbols; a name not listed is a SMART-routed USD stock",
+    )
+    what_to_show: Literal["TRADES", "MIDPOINT", "BID", "ASK"] | None = Field(
+        None, description="bar source; default TRADES, MIDPOINT for CASH (IB has no trades for FX)"
+    )
+    use_rth: bool = Field(False, description="regular trading hours only (stocks, futures)")
+    warmup_candles: int = Field(
+        200, ge=1, le=5000, description="bars back-filled on first start; the bot never trades on them"
+    )
+    grace: float = Field(
+        2.0, ge=0, le=600, description="a bar counts as closed this long after its close when IB sent no newer bar (s)"
+    )
+    poll_interval: float = Field(1.0, gt=0, le=60, description="feed: how long one poll waits for IB's updates (s)")
+    connect_timeout: float = Field(10.0, gt=0, le=300, description="one connection attempt (s)")
+    reconnect_wait_max: float = Field(60.0, gt=0, le=3600, description="longest wait between reconnect attempts (s)")
+    reconnect_give_up: float = Field(
+        1800.0, gt=0, le=86_400, description="stop trying to reconnect after this long (TWS's nightly restart: minutes)"
+    )
+    pacing_retries: int = Field(
+        3, ge=0, le=20, description="historical-data requests retried after an IB pacing violation (error 162/420)"
+    )
+    pacing_wait: float = Field(
+        15.0, ge=0, le=600, description="wait before the first retry after a pacing violation, doubled each time (s)"
+    )
+    order_timeout: float = Field(
+        10.0, gt=0, le=300, description="how long to wait for IB to acknowledge an order or confirm a cancel (s)"
+    )
+
+    def contract_for(self, name: str) -> IbkrContractConfig:
+        """The contract `data.symbols` means by `name`."""
+        return self.contracts.get(name) or IbkrContractConfig(symbol=name)
 
 
 class MixinChoice(BaseModel):
@@ -378,6 +450,7 @@ class BotConfig(StrictModel):
     persistence: PersistenceConfig = Field(default_factory=lambda: PersistenceConfig(), description="see `persistence`")
     exchange: ExchangeConfig = Field(default_factory=lambda: ExchangeConfig(), description="see `exchange`")
     yahoo: YahooConfig = Field(default_factory=lambda: YahooConfig(), description="see `yahoo`")
+    ibkr: IbkrConfig = Field(default_factory=lambda: IbkrConfig(), description="see `ibkr`")
     cancel_open_orders_on_exit: bool = Field(
         False,
         description="a graceful stop (SIGINT/SIGTERM) cancels the bot's open orders; resting stops and targets "

@@ -24,6 +24,8 @@ def data_problems(config: BotConfig, data_override: str | None = None) -> list[P
         return []  # live candles: symbols and timeframe are checked against the exchange at start
     if data.source == "yahoo" and data_override is None:
         return []  # Yahoo's candles: checked when the feed starts; a backtest says to run download-data
+    if data.source == "ibkr" and data_override is None:
+        return []  # IB's bars: contracts and timeframe are checked against TWS/Gateway at start
     problems = []
     for symbol in data.symbols:
         try:
@@ -62,6 +64,10 @@ def load_candles(
     if problems:
         raise ConfigError(problems)
     data = config.data
+    if data.source == "ibkr" and data_override is None:
+        raise ConfigError(
+            [Problem("data.source", "ibkr bars are live only: backtest on a candle file with --data FILE", "ibkr")]
+        )
     start = start or data.start
     end = end or data.end
     loaded = []

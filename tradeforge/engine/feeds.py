@@ -30,6 +30,7 @@ class BotFeeds:
     delivered: Callable[[], list[Candles]]
     warmup: int = 0
     client: ExchangeClient | None = field(default=None, repr=False)
+    close: Callable[[], None] = field(default=lambda: None, repr=False)  # ends the feeds' connections
 
     def strategy(self, cls: type) -> type:
         """The strategy class, blocked from entering on warm-up candles (a live feed's back-filled
@@ -61,9 +62,11 @@ def build_feeds(
     say: Callable[[str], None] = print,
     client: ExchangeClient | None = None,
     yahoo: Mapping[str, Any] | None = None,
+    ibkr: Mapping[str, Any] | None = None,
 ) -> BotFeeds:
     """Replay feeds for `data.source: replay`, live exchange feeds for `data.source: binance`, Yahoo's
-    delayed candles for `data.source: yahoo` (`yahoo` passes a client, clock and sleep to its feeds)."""
+    delayed candles for `data.source: yahoo` (`yahoo` passes a client, clock and sleep to its feeds), IB's
+    bars for `data.source: ibkr` (`ibkr` passes an IB factory and a clock)."""
     if config.data.source == "binance":
         return _live_feeds(config, stop, say, client)
     if config.data.source == "yahoo":
@@ -71,6 +74,16 @@ def build_feeds(
 
         polled = yahoo_feeds(config, stop, live_store(config), say, **(yahoo or {}))
         return BotFeeds(list(polled), lambda: [f.delivered() for f in polled], config.yahoo.warmup_candles)
+    if config.data.source == "ibkr":
+        from tradeforge.engine.ibkr import disconnect, ibkr_feeds
+
+        bars = ibkr_feeds(config, stop, live_store(config), say, **(ibkr or {}))
+        return BotFeeds(
+            list(bars),
+            lambda: [f.delivered() for f in bars],
+            config.ibkr.warmup_candles,
+            close=lambda: disconnect(bars),
+        )
     candles = load_candles(config)
     speed = None if config.data.speed == "max" else float(config.data.speed)
     feeds: list[bt.feeds.DataBase] = [

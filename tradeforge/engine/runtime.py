@@ -30,7 +30,7 @@ from tradeforge.config.schema import BotConfig
 from tradeforge.engine.alerts import BotAlerts
 from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.control import BotControl
-from tradeforge.engine.feeds import build_feeds
+from tradeforge.engine.feeds import BotFeeds, build_feeds
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
 from tradeforge.engine.results import BacktestResult
@@ -61,6 +61,8 @@ def config_hash(config: BotConfig) -> str:
     relevant = {key: document[key] for key in ("strategy", "broker", "data")}
     if config.data.source == "yahoo":  # the adjustment changes every price the bot decided on
         relevant["yahoo"] = {"adjust": config.yahoo.adjust, "prepost": config.yahoo.prepost}
+    if config.data.source == "ibkr":  # which contracts, and which prices of them
+        relevant["ibkr"] = {key: document["ibkr"][key] for key in ("contracts", "what_to_show", "use_rth")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -183,8 +185,10 @@ def run_bot(
     stop: threading.Event | None = None,
     say: Callable[[str], None] = print,
     yahoo: Mapping[str, Any] | None = None,
+    ibkr: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
-    """Run a paper bot until its feed ends or `stop` is set (`yahoo`: client, clock, sleep for its feeds)."""
+    """Run a paper bot until its feed ends or `stop` is set (`yahoo`: client, clock, sleep for its feeds;
+    `ibkr`: IB factory and clock)."""
     started = time.monotonic()
     if config.mode == "live":
         raise ConfigError(
@@ -197,12 +201,12 @@ def run_bot(
                 )
             ]
         )
-    if config.data.source not in ("replay", "binance", "yahoo"):
+    if config.data.source not in ("replay", "binance", "yahoo", "ibkr"):
         raise ConfigError(
             [
                 Problem(
                     "data.source",
-                    "paper mode needs a live-style feed; use source: replay, binance or yahoo",
+                    "paper mode needs a live-style feed; use source: replay, binance, yahoo or ibkr",
                     config.data.source,
                 )
             ]
@@ -226,6 +230,7 @@ def run_bot(
         say(message)
         alerts.problem(message)
 
+    feeds: BotFeeds | None = None
     try:
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
         persist = Persist(repository, should_stop=stop.wait, say=say_and_alert)
@@ -239,7 +244,7 @@ def run_bot(
             )
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
-        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo)
+        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo, ibkr=ibkr)
         if resume_after_ns is not None:
             say(
                 f"resuming {config.name}: re-reading history up to "
@@ -278,6 +283,8 @@ def run_bot(
         alerts.failed(exc)
         raise
     finally:
+        if feeds is not None:
+            feeds.close()
         try:
             repository.release_lock(owner, status)
         except DatabaseUnavailable as exc:

@@ -1,0 +1,60 @@
+"""Restart reconciliation on IBKR (DESIGN protocol step 3): a bot restarted after TWS filled and
+canceled its orders while it was down records each execution once, adopts nothing foreign, marks an
+intent that never reached IB lost, and compares its fills with IB's positions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fakes.ib import FakeIB
+from fakes.ib_support import ibkr_settings, intent, place
+
+from tradeforge.brokers.ibkr import IbkrVenue, reconcile
+from tradeforge.persistence.models import OrderStatus
+from tradeforge.persistence.repository import Repository
+from tradeforge.resilience.ibkr import IbConnection
+
+
+def restarted_venue(fake: FakeIB, repository: Repository) -> IbkrVenue:
+    """A new process: a new connection (same client id) and the same database."""
+    connection = IbConnection(ibkr_settings(), lambda: fake)
+    connection.connect()
+    contracts = {name: connection.resolve(name) for name in ("AAPL", "EURUSD")}
+    return IbkrVenue(connection, repository, contracts, lookup_wait=1.0, not_found=3, window=5.0)
+
+
+def test_restart_after_fill_during_downtime_records_fill_once(fake: FakeIB, venue: IbkrVenue, repository: Repository):
+    bought = place(venue, intent(amount="10"))
+    venue.sync("AAPL", bought)
+    price = fake.price()
+    resting = place(venue, intent("sell", "10", "limit", price=f"{price + 1:.2f}", trade_id=1, role="exit"))
+    never_sent = repository.record_intent(venue.check(intent(amount="5"), Decimal(100))).client_order_id
+    fake.disconnect()  # the bot crashes: between commit and send for `never_sent`
+    fake.sleep(1800)  # the target fills while it is down
+    foreign = fake.add_foreign_order(venue.contracts["AAPL"].contract, "BUY", 1, 10)
+
+    report = reconcile(restarted_venue(fake, repository))
+    states = {s.client_order_id: s for s in report.updated}
+    assert states[resting].status == OrderStatus.FILLED and states[resting].new_fills == 1
+    assert states[never_sent].status == OrderStatus.LOST and not fake.placed[2:]  # looked up, never sent
+    assert report.foreign == [f"ib-{foreign.permId}"] and not report.unknown_ours
+    assert report.can_trade and [(p.asset, p.from_fills, p.balance) for p in report.positions] == [
+        ("AAPL", Decimal(0), Decimal(0))
+    ]
+    assert len(repository.fills()) == 2
+    again = reconcile(restarted_venue(fake, repository))  # a second restart changes nothing
+    assert not again.updated and len(repository.fills()) == 2
+
+
+def test_a_position_ib_does_not_hold_stops_trading_until_a_person_decides(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    bought = place(venue, intent(amount="10"))
+    venue.sync("AAPL", bought)
+    manual = fake.add_foreign_order(venue.contracts["AAPL"].contract, "SELL", 10, 1)  # sold by hand in TWS
+    fake.sleep(2)
+    report = reconcile(restarted_venue(fake, repository))
+    assert manual.permId and not report.can_trade
+    [mismatch] = report.mismatches
+    assert (mismatch.asset, mismatch.from_fills, mismatch.balance) == ("AAPL", Decimal(10), Decimal(0))
+    assert "AAPL: fills say 10, the account holds 0" in report.summary()

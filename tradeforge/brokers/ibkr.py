@@ -1,0 +1,370 @@
+"""The IBKR side of the live broker (`brokers.venue.Venue`) through ib_async, per the order safety protocol.
+
+1. The caller committed the intent; `send` places it once, with our client order id in `orderRef`.
+2. An ambiguous outcome (the connection lost after `placeOrder`, no acknowledgement in time) marks the
+   order `unknown`; after reconnecting, it is looked up by `orderRef` in the open orders, the completed
+   orders and the executions. It is never resent; "not found" repeated over the window makes it `lost`.
+3. Fills come from execution reports, recorded once each by `execId`, with the commission of their
+   commission report; an execution whose commission has not arrived yet is recorded on a later sync.
+4. A cancel returns only once IB shows a terminal state.
+
+Exit orders of one trade that rest at IB (a stop and a target) share an OCA group, so IB itself
+cancels (or reduces) one when the other fills: the strategy's stop/target pair as an IB bracket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import Any
+
+from ib_async import ExecutionFilter, LimitOrder, MarketOrder, Order, StopLimitOrder, StopOrder
+
+from tradeforge.brokers.orders import OrderRefused
+from tradeforge.brokers.reconcile import PositionCheck, ReconcileReport
+from tradeforge.brokers.venue import OrderState, VenueOrder
+from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
+from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
+from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
+from tradeforge.resilience.ibkr import IbConnection, ResolvedContract
+
+_ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit"})
+_PENDING = frozenset({"PendingSubmit", "ApiPending"})
+_UNSET = 1e300  # IB's "no value" double (UNSET_DOUBLE is 1.797e308)
+OCA_REDUCE_WITH_BLOCK = 2
+
+
+def _logger() -> logging.Logger:
+    return logging.getLogger("tradeforge.brokers.ibkr")
+
+
+def _dec(value: float | Decimal) -> Decimal:
+    """IB's float (or a database NUMERIC with trailing zeros) as the plain Decimal it stands for."""
+    return Decimal(f"{Decimal(str(value)).normalize():f}")
+
+
+class IbkrVenue:
+    """Orders on IB for the contracts a bot trades (by data.symbols name), written to `repository`."""
+
+    def __init__(
+        self,
+        connection: IbConnection,
+        repository: Repository,
+        contracts: Mapping[str, ResolvedContract],
+        *,
+        order_timeout: float | None = None,
+        lookup_wait: float = 1.0,
+        not_found: int = 3,
+        window: float = 10.0,
+    ) -> None:
+        self.connection = connection
+        self.ib = connection.ib
+        self.repository = repository
+        self.contracts = dict(contracts)
+        self.account = connection.config.account or ""
+        self.order_timeout = order_timeout if order_timeout is not None else connection.config.order_timeout
+        self.lookup_wait, self.not_found, self.window = lookup_wait, not_found, window
+
+    # --- checks -------------------------------------------------------------------------------------------
+
+    def _resolved(self, symbol: str) -> ResolvedContract:
+        if symbol not in self.contracts:
+            raise OrderRefused(f"{symbol}: not a contract of this bot (data.symbols / ibkr.contracts)")
+        return self.contracts[symbol]
+
+    def supports(self, symbol: str, order_type: str) -> bool:
+        return symbol in self.contracts and order_type in _ORDER_TYPES
+
+    def check(self, intent: OrderIntent, reference_price: Decimal) -> OrderIntent:
+        """Amount down to the contract's size increment, prices to its tick; refused before anything is written."""
+        details = self._resolved(intent.symbol).details
+        if intent.type not in _ORDER_TYPES:
+            raise OrderRefused(
+                f"{intent.side} {intent.amount} {intent.symbol}: {intent.type} orders are not sent to IB"
+            )
+        step = _dec(details.sizeIncrement or 1)
+        amount = (intent.amount / step).to_integral_value(ROUND_DOWN) * step
+        minimum = _dec(details.minSize or 0)
+        if amount <= 0 or amount < minimum:
+            raise OrderRefused(
+                f"{intent.side} {intent.amount} {intent.symbol}: the amount rounds to {amount} at IB's size "
+                f"increment {step} (minimum {minimum})"
+            )
+        tick = _dec(details.minTick or 0.01)
+
+        def ticked(price: Decimal | None) -> Decimal | None:
+            if price is None:
+                return None
+            value = (price / tick).to_integral_value(ROUND_HALF_UP) * tick
+            if value <= 0:
+                raise OrderRefused(f"{intent.symbol}: price {price} rounds to {value} at IB's tick {tick}")
+            return value
+
+        return replace(intent, amount=amount, price=ticked(intent.price), stop_price=ticked(intent.stop_price))
+
+    # --- placing ------------------------------------------------------------------------------------------
+
+    def _ib_order(self, stored: Any) -> Order:
+        action = "BUY" if stored.side == "buy" else "SELL"
+        quantity = float(stored.amount)
+        common: dict[str, Any] = {"orderRef": stored.client_order_id, "tif": "GTC", "account": self.account}
+        if stored.role != "entry" and stored.type != "market":
+            # prefix-trade-sequence: the trade's resting exits form one OCA group.
+            common.update(ocaGroup=stored.client_order_id.rsplit("-", 1)[0], ocaType=OCA_REDUCE_WITH_BLOCK)
+        if stored.type == "market":
+            return MarketOrder(action, quantity, **common)
+        if stored.type == "limit":
+            return LimitOrder(action, quantity, float(stored.price), **common)
+        if stored.type == "stop":
+            return StopOrder(action, quantity, float(stored.stop_price), **common)
+        return StopLimitOrder(action, quantity, float(stored.price), float(stored.stop_price), **common)
+
+    def send(self, symbol: str, client_order_id: str) -> OrderState:
+        stored = self.repository.order(client_order_id)
+        if stored is None:
+            raise Rejected(f"order {client_order_id} is not in this bot's database: record the intent first")
+        if stored.status != OrderStatus.PENDING_SUBMIT:  # sent before: never again
+            return self.sync(symbol, client_order_id)
+        contract = self._resolved(symbol).contract
+        self.connection.ensure_connected()
+        try:
+            trade = self.ib.placeOrder(contract, self._ib_order(stored))
+        except ConnectionError as exc:
+            _logger().warning("%s: %s", client_order_id, exc)
+            self.repository.mark_order(client_order_id, OrderStatus.UNKNOWN)
+            return self.resolve(symbol, client_order_id)
+        if not self._wait(lambda: trade.orderStatus.status not in _PENDING):
+            _logger().warning("%s: no acknowledgement from IB (connection lost or timeout)", client_order_id)
+            self.repository.mark_order(client_order_id, OrderStatus.UNKNOWN)
+            return self.resolve(symbol, client_order_id)
+        return self._record(client_order_id, trade, raise_rejection=True)
+
+    def _wait(self, done: Any) -> bool:
+        """Let ib_async work until `done()` or the timeout; False on timeout or a lost connection."""
+        waited = 0.0
+        while not done():
+            if not self.ib.isConnected() or waited >= self.order_timeout:
+                return False
+            self.connection.sleep(0.1)
+            waited += 0.1
+        return True
+
+    def resolve(self, symbol: str, client_order_id: str) -> OrderState:
+        """Find an order of unknown outcome by orderRef (reconnecting first); `lost` after repeated
+        "not found" answers spread over more than the window."""
+        missing, first_missing, elapsed = 0, None, 0.0
+        while True:
+            try:
+                self.connection.ensure_connected()
+                trade, fills = self._find(client_order_id)
+            except Temporary as exc:  # IB unreachable past ibkr.reconnect_give_up
+                raise OutcomeUnknown(f"{client_order_id}: still unknown, IB unreachable: {exc}") from exc
+            except ConnectionError as exc:  # lost again during the look-up
+                _logger().warning("%s: look-up failed: %s", client_order_id, exc)
+            else:
+                if trade is not None or fills:
+                    return self._record(client_order_id, trade, fills)
+                first_missing = elapsed if first_missing is None else first_missing
+                missing += 1
+                if missing >= self.not_found and elapsed - first_missing > self.window:
+                    self.repository.mark_order(client_order_id, OrderStatus.LOST)
+                    _logger().warning("%s: IB never received it; marked lost", client_order_id)
+                    return OrderState(client_order_id, OrderStatus.LOST, Decimal(0))
+            self.connection.sleep(self.lookup_wait)
+            elapsed += self.lookup_wait
+
+    def _find(self, client_order_id: str) -> tuple[Any, list[Any]]:
+        """The order's Trade (open or completed) and its executions, by orderRef."""
+        trade = next((t for t in self.ib.trades() if t.order.orderRef == client_order_id), None)
+        if trade is None:
+            candidates = [*self.ib.reqOpenOrders(), *self.ib.reqCompletedOrders(True)]
+            trade = next((t for t in candidates if t.order.orderRef == client_order_id), None)
+        fills = [f for f in self.ib.reqExecutions(ExecutionFilter()) if f.execution.orderRef == client_order_id]
+        return trade, fills
+
+    # --- steady state -------------------------------------------------------------------------------------
+
+    def sync(self, symbol: str, client_order_id: str) -> OrderState:
+        self.connection.ensure_connected()
+        trade, fills = self._find(client_order_id)
+        if trade is None and not fills:
+            return self.resolve(symbol, client_order_id)
+        return self._record(client_order_id, trade, fills)
+
+    def cancel(self, symbol: str, client_order_id: str) -> OrderState:
+        """Ask IB to cancel, and return once it shows a terminal state (canceled, or filled first)."""
+        self.repository.mark_order(client_order_id, OrderStatus.CANCEL_PENDING)
+        self.connection.ensure_connected()
+        trade, fills = self._find(client_order_id)
+        if trade is None:
+            return self.resolve(symbol, client_order_id)
+        if trade.orderStatus.status not in _DONE:
+            self.ib.cancelOrder(trade.order)
+            live = next((t for t in self.ib.trades() if t.order.orderRef == client_order_id), trade)
+            if not self._wait(lambda: live.orderStatus.status in _DONE):
+                state = self.sync(symbol, client_order_id)
+                if state.status in TERMINAL_ORDER_STATUSES:
+                    return state
+                raise OutcomeUnknown(f"{client_order_id}: cancel not confirmed by IB within {self.order_timeout:.0f} s")
+            trade = live
+        return self._record(client_order_id, trade, fills)
+
+    def open_orders(self, symbol: str) -> list[VenueOrder]:
+        """Every open order at IB for `symbol`, ours (orderRef) and foreign (`ib-<permId>`)."""
+        self.connection.ensure_connected()
+        conid = self._resolved(symbol).contract.conId
+        found = []
+        for trade in self.ib.reqAllOpenOrders():
+            if trade.contract.conId != conid:
+                continue
+            order, status = trade.order, trade.orderStatus
+            kind = {"MKT": "market", "LMT": "limit", "STP": "stop", "STP LMT": "stop_limit"}.get(order.orderType, "")
+            found.append(
+                VenueOrder(
+                    client_order_id=order.orderRef or f"ib-{order.permId}",
+                    symbol=symbol,
+                    side="buy" if order.action == "BUY" else "sell",
+                    type=kind or order.orderType.lower(),
+                    amount=_dec(order.totalQuantity),
+                    filled=_dec(status.filled),
+                    price=_dec(order.lmtPrice) if kind in ("limit", "stop_limit") else None,
+                    stop_price=_dec(order.auxPrice) if kind in ("stop", "stop_limit") else None,
+                    venue_order_id=str(order.permId or order.orderId),
+                )
+            )
+        return found
+
+    def holdings(self) -> dict[str, Decimal]:
+        """Positions by data.symbols name (other contracts by IB's local symbol) and cash by currency."""
+        self.connection.ensure_connected()
+        names = {r.contract.conId: name for name, r in self.contracts.items()}
+        held: dict[str, Decimal] = {}
+        for position in self.ib.positions(self.account):
+            if self.account and position.account != self.account:
+                continue
+            key = names.get(position.contract.conId) or position.contract.localSymbol or position.contract.symbol
+            held[key] = held.get(key, Decimal(0)) + _dec(position.position)
+        for value in self.ib.accountValues(self.account):
+            if value.tag == "TotalCashBalance" and value.currency != "BASE":
+                held[value.currency] = Decimal(value.value)
+        return held
+
+    # --- recording ----------------------------------------------------------------------------------------
+
+    def _record(
+        self, client_order_id: str, trade: Any, fills: list[Any] | None = None, *, raise_rejection: bool = False
+    ) -> OrderState:
+        """Store the order's new executions (once each, by execId) and its status."""
+        stored = self.repository.order(client_order_id)
+        if stored is None:
+            raise Rejected(f"order {client_order_id} is not in this bot's database")
+        executions = {f.execution.execId: f for f in [*(trade.fills if trade is not None else []), *(fills or [])]}
+        venue_id = None
+        if trade is not None:
+            venue_id = str(trade.order.permId or trade.orderStatus.permId or trade.order.orderId)
+        elif executions:
+            venue_id = str(next(iter(executions.values())).execution.permId)
+        raw = _raw(trade)
+        self.repository.mark_order(client_order_id, OrderStatus.OPEN, venue_order_id=venue_id, raw=raw)
+        new = 0
+        for exec_id, fill in sorted(executions.items(), key=lambda item: item[1].execution.time):
+            report = fill.commissionReport
+            if report is None or report.execId != exec_id or report.commission >= _UNSET:
+                continue  # its commission report has not arrived: recorded on a later sync
+            if self.repository.record_fill(client_order_id, _fill(fill)):
+                new += 1
+        stored = self.repository.order(client_order_id)
+        assert stored is not None
+        filled = Decimal(stored.filled or 0)
+        ib_status = trade.orderStatus.status if trade is not None else ""
+        if filled >= stored.amount:
+            status = OrderStatus.FILLED
+        elif ib_status in _DONE:
+            # ib_async shows a rejected new order as Cancelled with IB's error in the trade log
+            refused = ib_status == "Inactive" or _rejection(trade) is not None
+            status = OrderStatus.REJECTED if refused and not filled else OrderStatus.CANCELED
+        else:
+            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
+        self.repository.mark_order(client_order_id, status, venue_order_id=venue_id, raw=raw)
+        if status == OrderStatus.REJECTED and raise_rejection:
+            raise Rejected(f"{client_order_id}: IB rejected the order: {_last_message(trade)}")
+        return OrderState(client_order_id, status, filled, venue_id, new)
+
+
+_DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+_CANCEL_CONFIRMED = 202  # "Order Canceled - reason:"
+
+
+def _fill(fill: Any) -> FillReport:
+    execution, report = fill.execution, fill.commissionReport
+    return FillReport(
+        venue_trade_id=execution.execId,
+        amount=_dec(execution.shares),
+        price=_dec(execution.price),
+        time=execution.time,
+        fee=_dec(report.commission),
+        fee_currency=report.currency or None,
+    )
+
+
+def _rejection(trade: Any) -> str | None:
+    """IB's error that ended the order, unless it is the confirmation of a cancel (202)."""
+    errors = [entry for entry in trade.log if entry.errorCode and entry.errorCode != _CANCEL_CONFIRMED]
+    return f"{errors[-1].errorCode}: {errors[-1].message}" if errors else None
+
+
+def _last_message(trade: Any) -> str:
+    messages = [entry.message for entry in (trade.log if trade is not None else []) if entry.message]
+    return _rejection(trade) or (messages[-1] if messages else "no reason given")
+
+
+def _raw(trade: Any) -> dict[str, Any] | None:
+    if trade is None:
+        return None
+    status = trade.orderStatus
+    return {
+        "status": status.status,
+        "filled": status.filled,
+        "permId": trade.order.permId,
+        "orderId": trade.order.orderId,
+    }
+
+
+# --- restart reconciliation ------------------------------------------------------------------------------
+
+
+def reconcile(venue: IbkrVenue, tolerance: Decimal = Decimal(0)) -> ReconcileReport:
+    """Bring the database in line with IB before the first new order (DESIGN protocol step 3): every
+    unfinished order re-read by orderRef (fills while the bot was down recorded once, an intent that
+    never reached IB marked lost), IB's open orders sorted into ours and foreign (left alone), and the
+    positions the recorded fills add up to compared with IB's."""
+    repository = venue.repository
+    report = ReconcileReport(tolerance=tolerance)
+    for order in repository.orders():
+        if order.status not in TERMINAL_ORDER_STATUSES:
+            report.updated.append(venue.sync(order.symbol, order.client_order_id))
+    known = {o.client_order_id for o in repository.orders()}
+    for symbol in venue.contracts:
+        for open_order in venue.open_orders(symbol):
+            client_id = open_order.client_order_id
+            if client_id in known:
+                continue
+            if client_id.startswith(f"{repository.prefix}-"):
+                report.unknown_ours.append(client_id)
+            else:
+                report.foreign.append(client_id)
+    report.positions = _positions(venue, repository)
+    return report
+
+
+def _positions(venue: IbkrVenue, repository: Repository) -> list[PositionCheck]:
+    side_of = {o.id: o.side for o in repository.orders()}
+    held: dict[str, Decimal] = {}
+    for fill in repository.fills():
+        if fill.symbol in venue.contracts:
+            signed = fill.amount if side_of[fill.order_id] == "buy" else -fill.amount
+            held[fill.symbol] = held.get(fill.symbol, Decimal(0)) + signed
+    holdings = venue.holdings()
+    return [PositionCheck(name, _dec(amount), holdings.get(name, Decimal(0))) for name, amount in sorted(held.items())]
