@@ -69,6 +69,7 @@ class Fault:
     retry_after: int | None = None  # seconds, as a Retry-After header
     hang: float | None = None  # sleep this long before answering (the client times out first)
     after: bool = False  # process the request first, then lose the response (status or hang)
+    reset: bool = False  # drop the connection without an answer (connection reset)
 
     @classmethod
     def rate_limited(cls, retry_after: int = 1) -> Fault:
@@ -94,6 +95,11 @@ class Fault:
     def lost_response(cls, hang: float | None = 5.0, status: int | None = None) -> Fault:
         """The exchange accepted the request, but the answer never reaches the client."""
         return cls(status=status, hang=None if status else hang, after=True)
+
+    @classmethod
+    def connection_reset(cls) -> Fault:
+        """The connection drops before any answer (ccxt: NetworkError)."""
+        return cls(reset=True)
 
     @classmethod
     def error(cls, status: int, code: int, msg: str) -> Fault:
@@ -236,6 +242,7 @@ class FakeBinance:
         self.api_key = api_key
         self.secret = secret
         self.skew_ms = 0
+        self.wall_clock_time = False  # /api/v3/time answers the wall clock plus skew_ms (clock-sync tests)
         self.recv_window_default = 5000
         self.markets: dict[str, Market] = {}
         self.series: dict[tuple[str, str], _Series] = {}
@@ -584,6 +591,10 @@ class FakeBinance:
                 self.arrivals.append((time.perf_counter(), params.get("newClientOrderId", "")))
                 if self.on_order_request is not None:
                     self.on_order_request(params)
+        if fault is not None and fault.reset:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response()
         if fault is not None and not fault.after:
             return await self._apply(fault)
         try:
@@ -628,7 +639,7 @@ class FakeBinance:
         self._match_all()
         routes = {
             ("GET", "/api/v3/ping"): lambda p: {},
-            ("GET", "/api/v3/time"): lambda p: {"serverTime": self.now_ms()},
+            ("GET", "/api/v3/time"): lambda p: {"serverTime": self._server_time()},
             ("GET", "/api/v3/exchangeInfo"): self._exchange_info,
             ("GET", "/api/v3/klines"): self._klines,
             ("GET", "/api/v3/ticker/24hr"): self._ticker,
@@ -643,6 +654,9 @@ class FakeBinance:
         if handler is None:
             raise BinanceError(404, -1000, f"fake Binance does not serve {method} {path}")
         return handler(params)
+
+    def _server_time(self) -> int:
+        return int(time.time() * 1000 + self.skew_ms) if self.wall_clock_time else self.now_ms()
 
     def _exchange_info(self, params: dict[str, str]) -> dict[str, Any]:
         return {
