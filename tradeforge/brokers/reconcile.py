@@ -124,7 +124,7 @@ class ReconcileReport:
         return {
             "can_trade": self.can_trade,
             "updated": [
-                {"client_order_id": s.client_order_id, "status": s.status.value, "filled": _plain(s.filled)}
+                {"client_order_id": s.client_order_id, "status": s.status.value, "filled": plain(s.filled)}
                 for s in self.updated
             ],
             "adopted": [
@@ -137,10 +137,10 @@ class ReconcileReport:
             "positions": [
                 {
                     "asset": p.asset,
-                    "from_fills": _plain(p.from_fills),
-                    "offset": _plain(p.offset),
-                    "balance": _plain(p.balance),
-                    "shortfall": _plain(p.shortfall),
+                    "from_fills": plain(p.from_fills),
+                    "offset": plain(p.offset),
+                    "balance": plain(p.balance),
+                    "shortfall": plain(p.shortfall),
                     "mismatch": p in self.mismatches,
                 }
                 for p in self.positions
@@ -219,10 +219,10 @@ def accept_exchange_state(venue: Venue, report: ReconcileReport, by: str | None 
         + (", ".join(f"{asset} {_signed(offset)}" for asset, offset in sorted(offsets.items())) or "no positions"),
         {
             "by": by,
-            "offsets": {asset: _plain(offset) for asset, offset in offsets.items()},
-            "previous_offsets": {asset: _plain(offset) for asset, offset in previous.items()},
+            "offsets": {asset: plain(offset) for asset, offset in offsets.items()},
+            "previous_offsets": {asset: plain(offset) for asset, offset in previous.items()},
             "positions": {
-                p.asset: {"from_fills": _plain(p.from_fills), "balance": _plain(p.balance)} for p in report.positions
+                p.asset: {"from_fills": plain(p.from_fills), "balance": plain(p.balance)} for p in report.positions
             },
         },
     )
@@ -281,13 +281,13 @@ def _finished_since_oldest_open_trade(repository: Repository, orders: list[Order
     ]
 
 
-def _plain(amount: Decimal) -> str:
+def plain(amount: Decimal) -> str:
     """0.00599000 -> 0.00599 (and never 6E-3)."""
     return format(amount.normalize(), "f") if amount else "0"
 
 
 def _signed(amount: Decimal) -> str:
-    return ("+" if amount >= 0 else "") + _plain(amount)
+    return ("+" if amount >= 0 else "") + plain(amount)
 
 
 def _iso(moment: dt.datetime) -> str:
