@@ -240,6 +240,7 @@ def run_bot(
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
         feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo)
+        alerts.watch_exchange(feeds.client, repository)
         if resume_after_ns is not None:
             say(
                 f"resuming {config.name}: re-reading history up to "

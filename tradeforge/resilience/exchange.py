@@ -174,17 +174,19 @@ def _retry_after(exchange: ccxt.Exchange | None) -> float | None:
 
 
 class _BreakerWatch(pybreaker.CircuitBreakerListener):
-    """Calls `notify(opened, detail)` when the circuit opens or closes; a failing `notify` is logged,
-    never raised into the exchange call that changed the state."""
+    """Calls `notify(opened, detail)` once when the circuit opens and once when it closes again (a
+    failed trial call re-opening it is the same outage); a failing `notify` is logged, never raised
+    into the exchange call that changed the state."""
 
     def __init__(self, notify: Callable[[bool, str], None]) -> None:
         self.notify = notify
+        self.open = False
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         name = new_state.name if new_state is not None else None
-        if name not in (pybreaker.STATE_OPEN, pybreaker.STATE_CLOSED):
+        if name not in (pybreaker.STATE_OPEN, pybreaker.STATE_CLOSED) or (name == pybreaker.STATE_OPEN) == self.open:
             return
-        opened = name == pybreaker.STATE_OPEN
+        opened = self.open = name == pybreaker.STATE_OPEN
         detail = (
             f"{cb.fail_max} failed calls in a row: no new entries for {cb.reset_timeout:g} s, exits are still attempted"
             if opened
