@@ -172,3 +172,22 @@ def test_every_decision_and_the_summary_are_logged_as_reconcile_events(fake: Fak
     assert foreign.data["decision"] == "foreign" and "manual-7" in foreign.message
     assert summary.data["decision"] == "summary" and summary.data["can_trade"] is True
     assert summary.data["foreign"] == ["manual-7"] and summary.message == report.summary().splitlines()[0]
+
+
+def test_an_exit_of_ours_the_database_lacks_joins_its_trade_as_that_trades_next_order(
+    fake: FakeBinance, gateway: OrderGateway
+):
+    entry = gateway.place(OrderIntent(None, "BTC/USDT", "buy", "market", "entry", Decimal("0.01")), PRICE)
+    trade_id = gateway.repository.order(entry.client_order_id).trade_id  # type: ignore[union-attr]
+    take_profit = f"{gateway.repository.prefix}-{trade_id}-2"  # its intent was lost with a restored backup
+    fake.place("BTC/USDT", "SELL", "LIMIT", "0.00999", "60000", client_order_id=take_profit)
+    report = reconcile(gateway, ["BTC/USDT"])
+    assert [(a.trade_id, a.role, a.new_trade) for a in report.adopted] == [(trade_id, "exit", False)]
+    fake.fill(take_profit)
+    reconcile(gateway, ["BTC/USDT"])
+    [trade] = gateway.repository.trades()
+    assert status(gateway, take_profit) == OrderStatus.FILLED
+    assert trade.amount == Decimal("0.00001")  # the entry's fee, which Binance took in BTC, is what is left
+    assert gateway.place(
+        OrderIntent(trade_id, "BTC/USDT", "buy", "limit", "entry", Decimal("0.01"), price=Decimal(30000)), PRICE
+    ).client_order_id.endswith(f"-{trade_id}-3")

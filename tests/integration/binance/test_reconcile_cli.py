@@ -127,3 +127,13 @@ def test_an_unreachable_exchange_exits_2(tmp_path: Path):
 def test_a_paper_bot_is_not_reconciled(fake: FakeBinance, tmp_path: Path):
     done = tradeforge("reconcile", "--config", str(write_config(tmp_path, fake.urls(), mode="paper")))
     assert done.returncode == 2 and "mode" in done.stderr
+
+
+def test_a_running_bot_is_not_reconciled_behind_its_back(fake: FakeBinance, bot: OrderGateway, tmp_path: Path):
+    owner = bot.repository.acquire_lock()
+    try:
+        done = tradeforge("reconcile", "--config", str(write_config(tmp_path, fake.urls())))
+    finally:
+        bot.repository.release_lock(owner)
+    assert done.returncode == 2 and "already running" in done.stderr
+    assert bot.repository.events("reconcile") == []
