@@ -25,18 +25,52 @@ import getpass
 import socket
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Select, Table, bindparam, func, select
 
 from tradeforge.brokers.venue import OrderState, VenueOrder
 from tradeforge.persistence.adoption import AdoptedOrder, NotAdoptable, adopt_order, parse_client_id
-from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, Order, OrderStatus, TradeStatus
+from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, Fill, Order, OrderStatus, Trade, TradeStatus
 from tradeforge.persistence.repository import Repository
 
 EVENT = "reconcile"  # event-log kind of every reconciliation decision and summary
 ACCEPT_EVENT = "reconcile_accept"  # a person took the exchange's balances as the truth
 DEFAULT_TOLERANCE = Decimal("0.00000001")
-# Finished orders that may hold fills the database has not seen (the others never reached the venue).
-_HEALABLE = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.FILLED})
+_ORDERS = cast(Table, Order.__table__)
+_TRADES = cast(Table, Trade.__table__)
+_FILLS = cast(Table, Fill.__table__)
+_THIS_BOT = _ORDERS.c.bot_id == bindparam("bot_id")
+# Core queries, not the ORM: a bot with a long history reconciles without loading all of it.
+_UNFINISHED = (
+    select(_ORDERS.c.symbol, _ORDERS.c.client_order_id)
+    .where(_THIS_BOT, _ORDERS.c.status.not_in(list(TERMINAL_ORDER_STATUSES)))
+    .order_by(_ORDERS.c.id)
+)
+_OLDEST_OPEN_TRADE = (
+    select(func.min(_ORDERS.c.created_at))
+    .select_from(_ORDERS.join(_TRADES, _TRADES.c.id == _ORDERS.c.trade_id))
+    .where(_THIS_BOT, _TRADES.c.status == TradeStatus.OPEN)
+    .scalar_subquery()
+)
+# Finished orders since the oldest open trade's first order that reached the venue and may hold fills
+# the database has not seen (canceled or expired after a partial fill; filled short of their amount).
+_HEALABLE = (
+    select(_ORDERS.c.symbol, _ORDERS.c.client_order_id, _ORDERS.c.status, _ORDERS.c.filled, _ORDERS.c.amount)
+    .where(
+        _THIS_BOT,
+        _ORDERS.c.status.in_([OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.FILLED]),
+        _ORDERS.c.venue_order_id.is_not(None),
+        _ORDERS.c.created_at >= _OLDEST_OPEN_TRADE,
+    )
+    .order_by(_ORDERS.c.id)
+)
+_FILLS_OF = (
+    select(_FILLS.c.symbol, _ORDERS.c.side, _FILLS.c.amount, _FILLS.c.price, _FILLS.c.fee, _FILLS.c.fee_currency)
+    .select_from(_FILLS.join(_ORDERS, _ORDERS.c.id == _FILLS.c.order_id))
+    .where(_FILLS.c.bot_id == bindparam("bot_id"), _FILLS.c.symbol.in_(bindparam("symbols", expanding=True)))
+    .order_by(_FILLS.c.id)
+)
 
 
 class Venue(Protocol):
@@ -154,17 +188,15 @@ def reconcile(venue: Venue, symbols: list[str], tolerance: Decimal = DEFAULT_TOL
     """Bring the database in line with the venue; report what a person must decide."""
     repository = venue.repository
     report = ReconcileReport(tolerance=tolerance)
-    orders = repository.orders()
-    for order in orders:
-        if order.status not in TERMINAL_ORDER_STATUSES:
-            report.updated.append(venue.sync(order.symbol, order.client_order_id))
-    for order in _finished_since_oldest_open_trade(repository, orders):
-        report.healed_fills += venue.sync(order.symbol, order.client_order_id).new_fills
-    known = {o.client_order_id for o in orders}
+    for symbol, client_id in _rows(repository, _UNFINISHED):
+        report.updated.append(venue.sync(symbol, client_id))
+    for symbol, client_id, status, filled, amount in _rows(repository, _HEALABLE):
+        if status != OrderStatus.FILLED or filled < amount:
+            report.healed_fills += venue.sync(symbol, client_id).new_fills
     for symbol in symbols:
         for open_order in venue.open_orders(symbol):
             client_id = open_order.client_order_id or f"venue order {open_order.venue_order_id}"
-            if client_id in known:
+            if repository.order(client_id) is not None:
                 continue
             if parse_client_id(repository.prefix, client_id) is None and not client_id.startswith(
                 f"{repository.prefix}-"
@@ -246,39 +278,21 @@ def accepted_offsets(repository: Repository) -> tuple[dict[str, Decimal], str | 
 
 def positions(venue: Venue, symbols: list[str]) -> list[PositionCheck]:
     """Per base asset of `symbols`: the position the recorded fills add up to, and the holding."""
-    repository = venue.repository
-    side_of = {o.id: o.side for o in repository.orders()}
     held: dict[str, Decimal] = {}
-    for fill in repository.fills():
-        if fill.symbol not in symbols:
-            continue
-        base, _, quote = fill.symbol.partition("/")
-        buy = side_of[fill.order_id] == "buy"
-        amount = fill.amount if buy else -fill.amount
-        if buy and quote and fill.fee_currency == quote and fill.price:
+    for symbol, side, amount, price, fee, fee_currency in _rows(venue.repository, _FILLS_OF, {"symbols": symbols}):
+        base, _, quote = symbol.partition("/")
+        signed = amount if side == "buy" else -amount
+        if side == "buy" and quote and fee_currency == quote and price:
             # A buy's fee taken in the base asset is stored valued in quote (brokers/ccxt.py `_fill`).
-            amount -= fill.fee / fill.price
-        held[base] = held.get(base, Decimal(0)) + amount
+            signed -= fee / price
+        held[base] = held.get(base, Decimal(0)) + signed
     holdings = venue.holdings()
     return [PositionCheck(asset, amount, holdings.get(asset, Decimal(0))) for asset, amount in sorted(held.items())]
 
 
-def _finished_since_oldest_open_trade(repository: Repository, orders: list[Order]) -> list[Order]:
-    """Finished orders that reached the venue, created since the oldest open trade's first order, whose
-    fills may be incomplete (canceled or expired after a partial fill; filled but short of its amount)."""
-    open_trades = {t.id for t in repository.trades(TradeStatus.OPEN)}
-    starts = [o.created_at for o in orders if o.trade_id in open_trades]
-    if not starts:
-        return []
-    since = min(starts)
-    return [
-        o
-        for o in orders
-        if o.status in _HEALABLE
-        and o.venue_order_id is not None
-        and o.created_at >= since
-        and (o.status != OrderStatus.FILLED or o.filled < o.amount)
-    ]
+def _rows(repository: Repository, query: Select[Any], parameters: dict[str, Any] | None = None) -> list[Any]:
+    with repository.engine.connect() as connection:
+        return list(connection.execute(query, {"bot_id": repository.bot_id, **(parameters or {})}))
 
 
 def plain(amount: Decimal) -> str:
