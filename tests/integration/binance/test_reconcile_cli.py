@@ -40,13 +40,11 @@ def write_config(root: Path, urls: dict[str, str], *, symbols: str = "[BTC/USDT]
     return path
 
 
-def tradeforge(*args: str, secret: str = API_SECRET) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "COLUMNS": "200",
-        "TRADEFORGE_BINANCE_API_KEY": API_KEY,
-        "TRADEFORGE_BINANCE_API_SECRET": secret,
-    }
+def tradeforge(*args: str, secret: str | None = API_SECRET) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFORGE_BINANCE_")}
+    env |= {"COLUMNS": "200", "TRADEFORGE_BINANCE_API_KEY": API_KEY}
+    if secret is not None:
+        env["TRADEFORGE_BINANCE_API_SECRET"] = secret
     return subprocess.run([TRADEFORGE, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -109,6 +107,13 @@ def test_a_wrong_secret_exits_2_naming_where_it_comes_from_never_the_secret(fake
     assert done.returncode == 2
     assert "TRADEFORGE_BINANCE_API_SECRET" in done.stderr and "wrong-secret-value" not in done.stderr + done.stdout
     assert not (tmp_path / "user_data").exists()
+
+
+def test_a_missing_secret_exits_2_naming_where_it_was_looked_for(fake: FakeBinance, tmp_path: Path):
+    done = tradeforge("reconcile", "--config", str(write_config(tmp_path, fake.urls())), secret=None)
+    assert done.returncode == 2
+    assert "missing the API secret (env TRADEFORGE_BINANCE_API_SECRET or exchange.api_secret_file)" in done.stderr
+    assert not (tmp_path / "user_data").exists() and fake.calls("GET", "/api/v3/account") == []
 
 
 def test_an_unreachable_exchange_exits_2(tmp_path: Path):
