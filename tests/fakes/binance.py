@@ -376,12 +376,23 @@ class FakeBinance:
     def order(self, client_order_id: str) -> Order:
         return next(o for o in self.orders if o.client_order_id == client_order_id)
 
-    def place(self, symbol: str, side: str, type: str, qty: str, price: str = "0", client_order_id: str = "") -> Order:
+    def place(
+        self,
+        symbol: str,
+        side: str,
+        type: str,
+        qty: str,
+        price: str = "0",
+        client_order_id: str = "",
+        stop_price: str = "0",
+    ) -> Order:
         """An order placed by someone else on the account (a person, another bot): `foreign` orders."""
         with self._lock:
             params = {"symbol": symbol.replace("/", ""), "side": side, "type": type, "quantity": qty}
             if price != "0":
                 params |= {"price": price, "timeInForce": "GTC"}
+            if stop_price != "0":
+                params["stopPrice"] = stop_price
             if client_order_id:
                 params["newClientOrderId"] = client_order_id
             return self._new_order(params)

@@ -191,3 +191,19 @@ def test_an_exit_of_ours_the_database_lacks_joins_its_trade_as_that_trades_next_
     assert gateway.place(
         OrderIntent(trade_id, "BTC/USDT", "buy", "limit", "entry", Decimal("0.01"), price=Decimal(30000)), PRICE
     ).client_order_id.endswith(f"-{trade_id}-3")
+
+
+def test_an_adopted_stop_keeps_the_exchanges_type_and_stop_price(fake: FakeBinance, gateway: OrderGateway):
+    fake.set_balance("BTC", "0.01")
+    stop = f"{gateway.repository.prefix}-7-1"
+    fake.place("BTC/USDT", "SELL", "STOP_LOSS", "0.01", client_order_id=stop, stop_price="40000")
+    [adopted] = reconcile(gateway, ["BTC/USDT"]).adopted
+    order = gateway.repository.order(stop)
+    assert order is not None and (order.type, order.side, order.stop_price, order.price) == (
+        "stop",
+        "sell",
+        Decimal(40000),
+        None,
+    )
+    assert (adopted.role, order.role) == ("entry", "entry")  # a sell opening trade 7: short, as its id says
+    assert gateway.repository.trades()[0].side == "short"
