@@ -30,7 +30,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Select, Table, bindparam, func, select
 
 from tradeforge.brokers.venue import OrderState, VenueOrder
-from tradeforge.persistence.adoption import AdoptedOrder, NotAdoptable, adopt_order, parse_client_id
+from tradeforge.persistence.adoption import AdoptedOrder, NotAdoptable, adopt_order
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, Fill, Order, OrderStatus, Trade, TradeStatus
 from tradeforge.persistence.repository import Repository
 
@@ -109,7 +109,8 @@ class ReconcileReport:
     updated: list[OrderState] = field(default_factory=list)  # unfinished orders re-read
     adopted: list[AdoptedOrder] = field(default_factory=list)  # ours on the venue, missing from the database
     foreign: list[str] = field(default_factory=list)  # client ids of open orders that are not ours
-    unknown_ours: list[str] = field(default_factory=list)  # ours on the venue, not adoptable: needs a person
+    # ours, open on the venue, but not adoptable or finished in the database: needs a person
+    unknown_ours: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # why, per client id in unknown_ours
     healed_fills: int = 0  # fills of finished orders recorded only now
     positions: list[PositionCheck] = field(default_factory=list)
@@ -137,7 +138,7 @@ class ReconcileReport:
         ]
         lines += [f"  foreign order {cid} (not ours: never touched)" for cid in self.foreign]
         lines += [
-            f"  order {cid} carries this bot's prefix but cannot be adopted: needs a person ({self.reasons[cid]})"
+            f"  order {cid} is open on the exchange with this bot's prefix: needs a person ({self.reasons[cid]})"
             for cid in self.unknown_ours
         ]
         for p in self.mismatches:
@@ -179,7 +180,7 @@ class ReconcileReport:
                 }
                 for p in self.positions
             ],
-            "tolerance": str(self.tolerance),
+            "tolerance": plain(self.tolerance),
             "accepted_at": self.accepted_at,
         }
 
@@ -196,11 +197,13 @@ def reconcile(venue: Venue, symbols: list[str], tolerance: Decimal = DEFAULT_TOL
     for symbol in symbols:
         for open_order in venue.open_orders(symbol):
             client_id = open_order.client_order_id or f"venue order {open_order.venue_order_id}"
-            if repository.order(client_id) is not None:
+            stored = repository.order(client_id)
+            if stored is not None:
+                if stored.status in TERMINAL_ORDER_STATUSES:  # the database cannot take it back: a person must
+                    reason = f"the database says {stored.status.value}, but the exchange lists it open"
+                    _needs_a_person(report, repository, client_id, f"order {client_id}: {reason}")
                 continue
-            if parse_client_id(repository.prefix, client_id) is None and not client_id.startswith(
-                f"{repository.prefix}-"
-            ):
+            if not client_id.startswith(f"{repository.prefix}-"):
                 report.foreign.append(client_id)
                 repository.log_event(
                     EVENT,
@@ -221,9 +224,7 @@ def reconcile(venue: Venue, symbols: list[str], tolerance: Decimal = DEFAULT_TOL
                     venue_order_id=open_order.venue_order_id,
                 )
             except NotAdoptable as exc:
-                report.unknown_ours.append(client_id)
-                report.reasons[client_id] = str(exc)
-                repository.log_event(EVENT, str(exc), {"decision": "needs_a_person", "client_order_id": client_id})
+                _needs_a_person(report, repository, client_id, str(exc))
                 continue
             report.adopted.append(adopted)
             report.healed_fills += venue.sync(symbol, client_id).new_fills
@@ -288,6 +289,12 @@ def positions(venue: Venue, symbols: list[str]) -> list[PositionCheck]:
         held[base] = held.get(base, Decimal(0)) + signed
     holdings = venue.holdings()
     return [PositionCheck(asset, amount, holdings.get(asset, Decimal(0))) for asset, amount in sorted(held.items())]
+
+
+def _needs_a_person(report: ReconcileReport, repository: Repository, client_id: str, reason: str) -> None:
+    report.unknown_ours.append(client_id)
+    report.reasons[client_id] = reason
+    repository.log_event(EVENT, reason, {"decision": "needs_a_person", "client_order_id": client_id})
 
 
 def _rows(repository: Repository, query: Select[Any], parameters: dict[str, Any] | None = None) -> list[Any]:

@@ -207,3 +207,14 @@ def test_an_adopted_stop_keeps_the_exchanges_type_and_stop_price(fake: FakeBinan
     )
     assert (adopted.role, order.role) == ("entry", "entry")  # a sell opening trade 7: short, as its id says
     assert gateway.repository.trades()[0].side == "short"
+
+
+def test_an_order_open_on_the_exchange_that_the_database_holds_as_finished_needs_a_person(
+    fake: FakeBinance, gateway: OrderGateway
+):
+    client_id = gateway.place(limit_buy("30000"), PRICE).client_order_id
+    gateway.repository.mark_order(client_id, OrderStatus.CANCELED)  # e.g. a database restored wrongly
+    report = reconcile(gateway, ["BTC/USDT"])
+    assert report.unknown_ours == [client_id] and not report.can_trade
+    assert "the database says canceled, but the exchange lists it open" in report.summary()
+    assert fake.order(client_id).status == "NEW"
