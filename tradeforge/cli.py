@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tradeforge import cli_exchange
+from tradeforge import cli_exchange, cli_reconcile
 from tradeforge.cli_analytics import backtest_report, report_format_for
 from tradeforge.cli_analytics import register as register_analytics
 from tradeforge.cli_db import db_app
@@ -35,6 +35,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db", help="Database schema: show its revision (`current`), migrate it (`upgrade`).")
 register_analytics(app)
 cli_exchange.register(app)
+cli_reconcile.register(app)
 app.command()(notifications)
 register_optimize(app)
 out = Console()

@@ -69,6 +69,7 @@ class Fault:
     retry_after: int | None = None  # seconds, as a Retry-After header
     hang: float | None = None  # sleep this long before answering (the client times out first)
     after: bool = False  # process the request first, then lose the response (status or hang)
+    reset: bool = False  # drop the connection without an answer (connection reset)
 
     @classmethod
     def rate_limited(cls, retry_after: int = 1) -> Fault:
@@ -94,6 +95,11 @@ class Fault:
     def lost_response(cls, hang: float | None = 5.0, status: int | None = None) -> Fault:
         """The exchange accepted the request, but the answer never reaches the client."""
         return cls(status=status, hang=None if status else hang, after=True)
+
+    @classmethod
+    def connection_reset(cls) -> Fault:
+        """The connection drops before any answer (ccxt: NetworkError)."""
+        return cls(reset=True)
 
     @classmethod
     def error(cls, status: int, code: int, msg: str) -> Fault:
@@ -236,6 +242,7 @@ class FakeBinance:
         self.api_key = api_key
         self.secret = secret
         self.skew_ms = 0
+        self.wall_clock_time = False  # /api/v3/time answers the wall clock plus skew_ms (clock-sync tests)
         self.recv_window_default = 5000
         self.markets: dict[str, Market] = {}
         self.series: dict[tuple[str, str], _Series] = {}
@@ -369,12 +376,23 @@ class FakeBinance:
     def order(self, client_order_id: str) -> Order:
         return next(o for o in self.orders if o.client_order_id == client_order_id)
 
-    def place(self, symbol: str, side: str, type: str, qty: str, price: str = "0", client_order_id: str = "") -> Order:
+    def place(
+        self,
+        symbol: str,
+        side: str,
+        type: str,
+        qty: str,
+        price: str = "0",
+        client_order_id: str = "",
+        stop_price: str = "0",
+    ) -> Order:
         """An order placed by someone else on the account (a person, another bot): `foreign` orders."""
         with self._lock:
             params = {"symbol": symbol.replace("/", ""), "side": side, "type": type, "quantity": qty}
             if price != "0":
                 params |= {"price": price, "timeInForce": "GTC"}
+            if stop_price != "0":
+                params["stopPrice"] = stop_price
             if client_order_id:
                 params["newClientOrderId"] = client_order_id
             return self._new_order(params)
@@ -584,6 +602,10 @@ class FakeBinance:
                 self.arrivals.append((time.perf_counter(), params.get("newClientOrderId", "")))
                 if self.on_order_request is not None:
                     self.on_order_request(params)
+        if fault is not None and fault.reset:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response()
         if fault is not None and not fault.after:
             return await self._apply(fault)
         try:
@@ -628,7 +650,7 @@ class FakeBinance:
         self._match_all()
         routes = {
             ("GET", "/api/v3/ping"): lambda p: {},
-            ("GET", "/api/v3/time"): lambda p: {"serverTime": self.now_ms()},
+            ("GET", "/api/v3/time"): lambda p: {"serverTime": self._server_time()},
             ("GET", "/api/v3/exchangeInfo"): self._exchange_info,
             ("GET", "/api/v3/klines"): self._klines,
             ("GET", "/api/v3/ticker/24hr"): self._ticker,
@@ -643,6 +665,9 @@ class FakeBinance:
         if handler is None:
             raise BinanceError(404, -1000, f"fake Binance does not serve {method} {path}")
         return handler(params)
+
+    def _server_time(self) -> int:
+        return int(time.time() * 1000 + self.skew_ms) if self.wall_clock_time else self.now_ms()
 
     def _exchange_info(self, params: dict[str, str]) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ from typing import Any
 import ccxt
 
 from tradeforge.brokers.orders import MarketRules, OrderRefused, order_status
-from tradeforge.brokers.venue import OrderState
+from tradeforge.brokers.venue import OrderState, VenueOrder
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
 from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
@@ -214,6 +214,17 @@ class OrderGateway:
             raise Rejected(f"order {client_id} is not in this bot's database")
         return Decimal(order.filled or 0)
 
+    # --- reconciliation (brokers/reconcile.py) ------------------------------------------------------
+
+    def open_orders(self, symbol: str) -> list[VenueOrder]:
+        """Every open order on the exchange for `symbol`, ours and foreign, as the exchange lists it."""
+        return [_venue_order(symbol, order) for order in self.client.fetch_open_orders(symbol)]
+
+    def holdings(self) -> dict[str, Decimal]:
+        """The account's total per asset (free plus locked in open orders)."""
+        totals = self.client.fetch_balance().get("total") or {}
+        return {asset: Decimal(str(amount)) for asset, amount in totals.items() if amount is not None}
+
 
 def _fill(trade: dict[str, Any], rules: MarketRules) -> FillReport:
     """A ccxt trade as a fill; the fee is valued in the quote currency (Binance takes a buy's fee in
@@ -240,3 +251,24 @@ def _raw(order: dict[str, Any]) -> dict[str, Any]:
     """The exchange's own payload, which ccxt keeps under `info` (JSON-able)."""
     info = order.get("info")
     return dict(info) if isinstance(info, dict) else {}
+
+
+_OUR_TYPES = {exchange: ours for ours, exchange in _TYPES.items()} | {"LIMIT_MAKER": "limit"}
+
+
+def _venue_order(symbol: str, order: dict[str, Any]) -> VenueOrder:
+    """A ccxt open order in venue-neutral terms; order types we never send keep the exchange's name."""
+    info = order.get("info") or {}
+    kind = str(info.get("type") or order.get("type") or "").upper()
+    stop = info.get("stopPrice", order.get("stopPrice"))
+    return VenueOrder(
+        client_order_id=str(order.get("clientOrderId") or info.get("clientOrderId") or ""),
+        symbol=symbol,
+        side=str(order.get("side") or str(info.get("side", "")).lower()),
+        type=_OUR_TYPES.get(kind, kind.lower()),
+        amount=Decimal(str(info.get("origQty", order.get("amount") or 0))),
+        filled=Decimal(str(info.get("executedQty", order.get("filled") or 0))),
+        price=Decimal(str(order["price"])) if order.get("price") else None,
+        stop_price=Decimal(str(stop)) if stop and Decimal(str(stop)) else None,
+        venue_order_id=str(order["id"]) if order.get("id") is not None else None,
+    )

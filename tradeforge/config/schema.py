@@ -119,6 +119,12 @@ class ExchangeConfig(StrictModel):
     warmup_candles: int = Field(
         500, ge=1, le=5000, description="live feed: candles back-filled on first start; the bot never trades on them"
     )
+    reconcile_tolerance: float = Field(
+        1e-8,
+        ge=0,
+        description="start-up reconciliation: the largest shortfall per asset (account below what the bot's fills "
+        "say, in that asset's units) that still lets the bot trade",
+    )
 
     @model_validator(mode="after")
     def _urls_are_urls(self) -> ExchangeConfig:

@@ -27,9 +27,11 @@ if TYPE_CHECKING:  # the channels' clients (python-telegram-bot, aiosmtplib) loa
     from tradeforge.notifications.channels.base import Channel
     from tradeforge.notifications.commands import Control
     from tradeforge.notifications.manager import Notifier
+    from tradeforge.resilience.exchange import ExchangeClient
 
 log = logging.getLogger("tradeforge.alerts")
 RUN_EVENT = "alerts_run"  # event-log kind: a run's start candle and whether it alerted
+CIRCUIT_EVENT = "exchange_circuit"  # event-log kind: the exchange circuit breaker opened or closed
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 STOP_REASONS = frozenset({"stop_loss", "take_profit", "trailing_stop"})
 
@@ -186,6 +188,21 @@ class BotAlerts:
             f"run {self.owner}: alerts {'on' if self.notifier else 'off'}",
             {"since": resume_after.isoformat() if resume_after else None, "notifications": self.notifier is not None},
         )
+
+    def watch_exchange(self, client: ExchangeClient | None, repository: Repository) -> None:
+        """Log and alert each opening and closing of the exchange's circuit breaker (while it is open,
+        new entries are refused and exits still attempted: brokers/ccxt.py)."""
+        if client is None:
+            return
+
+        def changed(opened: bool, detail: str) -> None:
+            state = "opened" if opened else "closed"
+            now = dt.datetime.now(dt.UTC)
+            repository.log_event(CIRCUIT_EVENT, f"exchange circuit {state}: {detail}", {"state": state})
+            key = f"run:{self.owner}:breaker:exchange:{now.timestamp():.6f}:{state}"
+            self.send(Alert(f"breaker_{state}", key, now, {"name": "exchange", "detail": detail}))
+
+        client.watch_circuit(changed)
 
     def failed(self, error: BaseException) -> None:
         """The run ends with an error: say what it was (the bot_stopped alert follows)."""

@@ -54,6 +54,26 @@ def live_store(config: BotConfig) -> CandleStore:
     return CandleStore(config.data_dir / "live" / config.name)
 
 
+def checked_client(config: BotConfig) -> ExchangeClient | None:
+    """For `data.source: binance`, the exchange client, once the exchange has confirmed the symbols and
+    the timeframe (a ConfigError naming data.symbols / data.timeframe otherwise): called before a bot
+    writes anything, then handed to build_feeds. None for other sources (ccxt is not even imported)."""
+    if config.data.source != "binance":
+        return None
+    from tradeforge.engine.exchange import exchange_client
+    from tradeforge.feeds.download import check_request
+
+    client = exchange_client(config.exchange)
+    check_request(
+        client.load_markets(),
+        dict(client.exchange.timeframes),
+        config.data.symbols,
+        config.data.timeframe,
+        where=("data.symbols", "data.timeframe"),
+    )
+    return client
+
+
 def build_feeds(
     config: BotConfig,
     *,

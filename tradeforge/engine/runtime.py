@@ -30,7 +30,7 @@ from tradeforge.config.schema import BotConfig
 from tradeforge.engine.alerts import BotAlerts
 from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.control import BotControl
-from tradeforge.engine.feeds import BotFeeds, build_feeds
+from tradeforge.engine.feeds import BotFeeds, build_feeds, checked_client
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
 from tradeforge.engine.results import BacktestResult
@@ -212,6 +212,7 @@ def run_bot(
             ]
         )
     resolved = validate(config)
+    client = checked_client(config)  # symbols and timeframe on the exchange, before anything is written
     repository = open_repository(config, config_hint)
     problems = repository.integrity_problems()
     if problems:
@@ -244,7 +245,10 @@ def run_bot(
             )
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
-        feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo, ibkr=ibkr)
+        feeds = build_feeds(
+            config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo, ibkr=ibkr, client=client
+        )
+        alerts.watch_exchange(feeds.client, repository)
         if resume_after_ns is not None:
             say(
                 f"resuming {config.name}: re-reading history up to "

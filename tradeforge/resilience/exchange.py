@@ -89,6 +89,15 @@ def require_credentials(config: ExchangeConfig, credentials: Credentials) -> Non
         raise Fatal(f"{config.name}: missing {' and '.join(missing)}")
 
 
+def key_sources(config: ExchangeConfig) -> str:
+    """Where the keys are read from, for error messages (never the keys themselves)."""
+    key = f"exchange.api_key_file {config.api_key_file}" if config.api_key_file else f"env {config.api_key_env}"
+    secret = f"env {config.api_secret_env}"
+    if config.api_secret_file:
+        secret = f"exchange.api_secret_file {config.api_secret_file}"
+    return f"key from {key}, secret from {secret}"
+
+
 def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overlay.items():
@@ -120,8 +129,11 @@ def make_exchange(config: ExchangeConfig, credentials: Credentials | None = None
     return exchange
 
 
-def map_error(exc: Exception, kind: CallKind, what: str, exchange: ccxt.Exchange | None = None) -> TradeforgeError:
-    """A ccxt exception as what the caller must do. `what` names the call (and order) for the message."""
+def map_error(
+    exc: Exception, kind: CallKind, what: str, exchange: ccxt.Exchange | None = None, keys: str = ""
+) -> TradeforgeError:
+    """A ccxt exception as what the caller must do. `what` names the call (and order) for the message,
+    `keys` where the API keys come from (see key_sources)."""
     name = type(exc).__name__
     text = f"{what}: {name}: {exc}"
     if isinstance(exc, ccxt.InvalidNonce):
@@ -132,8 +144,8 @@ def map_error(exc: Exception, kind: CallKind, what: str, exchange: ccxt.Exchange
         )
     if isinstance(exc, ccxt.AuthenticationError):
         return Fatal(
-            f"{what}: the exchange refused the API key ({name}): check the key, the secret, their permissions "
-            f"and the IP whitelist. ({exc})"
+            f"{what}: the exchange refused the API key ({name}): check the key and the secret"
+            f"{f' ({keys})' if keys else ''}, their permissions and the IP whitelist. ({exc})"
         )
     if isinstance(exc, ccxt.NetworkError):
         if kind == "write":
@@ -159,6 +171,31 @@ def _retry_after(exchange: ccxt.Exchange | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+class _BreakerWatch(pybreaker.CircuitBreakerListener):
+    """Calls `notify(opened, detail)` once when the circuit opens and once when it closes again (a
+    failed trial call re-opening it is the same outage); a failing `notify` is logged, never raised
+    into the exchange call that changed the state."""
+
+    def __init__(self, notify: Callable[[bool, str], None]) -> None:
+        self.notify = notify
+        self.open = False
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        name = new_state.name if new_state is not None else None
+        if name not in (pybreaker.STATE_OPEN, pybreaker.STATE_CLOSED) or (name == pybreaker.STATE_OPEN) == self.open:
+            return
+        opened = self.open = name == pybreaker.STATE_OPEN
+        detail = (
+            f"{cb.fail_max} failed calls in a row: no new entries for {cb.reset_timeout:g} s, exits are still attempted"
+            if opened
+            else "the exchange answers again: entries resume"
+        )
+        try:
+            self.notify(opened, detail)
+        except Exception:
+            _logger().exception("reporting the exchange circuit %s failed", "opening" if opened else "closing")
 
 
 class _BreakerLog(pybreaker.CircuitBreakerListener):
@@ -242,6 +279,12 @@ class ExchangeClient:
         self.sleep = sleep
         self.breaker = breaker
         self.calls = 0  # REST calls made (each attempt counts), for the benchmarks
+        self.keys = ""  # where the API keys come from, named in authentication errors (key_sources)
+
+    def watch_circuit(self, notify: Callable[[bool, str], None]) -> None:
+        """Call `notify(opened, detail)` whenever the exchange circuit opens or closes (alerts)."""
+        if self.breaker is not None:
+            self.breaker.add_listener(_BreakerWatch(notify))
 
     @property
     def circuit_open(self) -> bool:
@@ -258,7 +301,9 @@ class ExchangeClient:
     ) -> ExchangeClient:
         retry = RetryPolicy(attempts=config.retries, maximum=config.retry_wait_max)
         breaker = make_breaker(config.breaker_failures, config.breaker_reset)
-        return cls(make_exchange(config, credentials), retry, sleep=sleep, breaker=breaker)
+        client = cls(make_exchange(config, credentials), retry, sleep=sleep, breaker=breaker)
+        client.keys = key_sources(config)
+        return client
 
     def _once(
         self, kind: CallKind, what: str, fn: Callable[..., T], *args: Any, essential: bool = False, **kwargs: Any
@@ -267,8 +312,11 @@ class ExchangeClient:
             self.calls += 1
             try:
                 return fn(*args, **kwargs)
+            except ccxt.InvalidNonce as exc:
+                skewed = exc
             except ccxt.BaseError as exc:
-                raise map_error(exc, kind, what, self.exchange) from exc
+                raise map_error(exc, kind, what, self.exchange, self.keys) from exc
+            return self._after_time_sync(kind, what, skewed, fn, *args, **kwargs)
 
         if self.breaker is None or essential:  # exits and cancels are attempted even with the circuit open
             return call()
@@ -276,6 +324,35 @@ class ExchangeClient:
             return self.breaker.call(call)
         except pybreaker.CircuitBreakerError:
             raise CircuitOpen(f"{what}: not tried, the exchange circuit is open after repeated failures") from None
+
+    def _after_time_sync(
+        self, kind: CallKind, what: str, skewed: ccxt.InvalidNonce, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """The exchange refused the request time (Binance -1021, checked before anything is done, so a
+        second try is safe even for an order): measure the clock difference (ccxt's
+        load_time_difference, which later requests' timestamps then follow) and try once more; a
+        refusal after that is ClockSkew."""
+        try:
+            difference = self.exchange.load_time_difference()
+        except ccxt.BaseError:
+            raise map_error(skewed, kind, what, self.exchange, self.keys) from skewed
+        _logger().warning(
+            "%s: the exchange refused the request time; the local clock is %d ms off the exchange's, "
+            "adjusted and trying once more",
+            what,
+            difference,
+        )
+        self.calls += 1
+        try:
+            return fn(*args, **kwargs)
+        except ccxt.InvalidNonce as exc:
+            raise ClockSkew(
+                f"{what}: the exchange still refuses the request time after adjusting for the measured clock "
+                f"difference ({difference} ms): synchronise the system clock (NTP), or widen "
+                f"exchange.options.recvWindow ({exc})"
+            ) from exc
+        except ccxt.BaseError as exc:
+            raise map_error(exc, kind, what, self.exchange, self.keys) from exc
 
     def read(self, what: str, fn: Callable[..., T], *args: Any, essential: bool = False, **kwargs: Any) -> T:
         """A call that is safe to repeat: Temporary failures are retried, the last one re-raised.

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ccxt
 import pytest
 from fakes.binance import FakeBinance, Fault
 from fakes.support import KEYS, fake_exchange_config, quick_retries
@@ -17,10 +18,12 @@ from tradeforge.config.schema import ExchangeConfig
 from tradeforge.resilience.errors import Fatal, OutcomeUnknown, Rejected, Temporary
 from tradeforge.resilience.exchange import (
     ClockSkew,
+    DuplicateClientOrderId,
     ExchangeClient,
     RateLimited,
     load_credentials,
     make_exchange,
+    map_error,
     require_credentials,
 )
 
@@ -78,6 +81,9 @@ READS: dict[str, tuple[str, str, Callable[[ExchangeClient], Any]]] = {
     "fetch_ohlcv": ("GET", "/api/v3/klines", lambda c: c.fetch_ohlcv("BTC/USDT", "1h", None, 5)),
     "fetch_balance": ("GET", "/api/v3/account", lambda c: c.fetch_balance()),
     "fetch_order": ("GET", "/api/v3/order", lambda c: c.fetch_order_by_client_id("BTC/USDT", "tf-m-0")),
+    "fetch_ticker": ("GET", "/api/v3/ticker/24hr", lambda c: c.fetch_ticker("BTC/USDT")),
+    "fetch_open_orders": ("GET", "/api/v3/openOrders", lambda c: c.fetch_open_orders("BTC/USDT")),
+    "fetch_my_trades": ("GET", "/api/v3/myTrades", lambda c: c.fetch_my_trades("BTC/USDT")),
 }
 WRITES: dict[str, tuple[str, str, Callable[[ExchangeClient], Any]]] = {
     "create_order": (
@@ -94,15 +100,16 @@ TRANSIENT = {
     "502 ExchangeNotAvailable": Fault.server_error(502),
     "504 RequestTimeout": Fault.error(504, -1007, "Timeout waiting for response from backend server."),
     "hang RequestTimeout": Fault.timeout(1.0),
+    "reset NetworkError": Fault.connection_reset(),
+    "-1006 OperationFailed": Fault.error(
+        400, -1006, "An unexpected response was received from the message bus. Execution status unknown."
+    ),
 }
 DEFINITIVE = {
     # -2015 is not used here: once a key has worked, ccxt reads -2015 as a temporary ban (DDoSProtection).
     "401 AuthenticationError": (Fault.error(401, -2014, "API-key format invalid."), Fatal),
     "-1022 bad signature": (Fault.error(400, -1022, "Signature for this request is not valid."), Fatal),
-    "-1021 clock skew": (
-        Fault.error(400, -1021, "Timestamp for this request is outside of the recvWindow."),
-        ClockSkew,
-    ),
+    "-1121 BadSymbol": (Fault.error(400, -1121, "Invalid symbol."), Fatal),
     "InsufficientFunds": (
         Fault.error(400, -2010, "Account has insufficient balance for requested action."),
         Rejected,
@@ -206,10 +213,101 @@ def test_a_response_lost_after_acceptance_leaves_exactly_one_order_found_by_clie
     assert [o.client_order_id for o in fake.orders].count("tf-lost-1") == 1
 
 
-def test_clock_skew_beyond_the_receive_window_names_the_settings(fake: FakeBinance, matrix_client: ExchangeClient):
-    fake.skew_ms = 60_000
-    with pytest.raises(ClockSkew, match=r"recvWindow.*adjustForTimeDifference"):
-        matrix_client.fetch_balance()
+SKEWED = Fault.error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+
+
+@pytest.mark.parametrize("call", [*READS, *WRITES])
+def test_a_request_time_refused_once_is_retried_once_after_syncing_the_clock(
+    fake: FakeBinance, matrix_client: ExchangeClient, call: str
+):
+    method, path, run = {**READS, **WRITES}[call]
+    fake.wall_clock_time = True
+    before, syncs = len(fake.calls(method, path)), len(fake.calls("GET", "/api/v3/time"))
+    fake.inject(method, path, SKEWED)
+    run(matrix_client)
+    assert len(fake.calls(method, path)) - before == 2
+    assert len(fake.calls("GET", "/api/v3/time")) - syncs == 1
+
+
+@pytest.mark.parametrize("call", [*READS, *WRITES])
+def test_a_request_time_still_refused_after_syncing_is_clock_skew_naming_the_settings(
+    fake: FakeBinance, matrix_client: ExchangeClient, call: str
+):
+    method, path, run = {**READS, **WRITES}[call]
+    fake.wall_clock_time = True
+    before = len(fake.calls(method, path))
+    fake.inject(method, path, SKEWED, times=2)
+    with pytest.raises(ClockSkew, match=r"after adjusting.*NTP.*exchange\.options\.recvWindow"):
+        run(matrix_client)
+    assert len(fake.calls(method, path)) - before == 2
+
+
+def test_a_local_clock_a_minute_off_is_measured_and_followed(fake: FakeBinance, matrix_client: ExchangeClient):
+    fake.wall_clock_time = True
+    fake.skew_ms = 60_000  # the exchange's clock is a minute ahead of ours
+    assert matrix_client.fetch_balance()["USDT"] is not None
+    assert abs(matrix_client.exchange.options["timeDifference"] + 60_000) < 2_000
+    before = len(fake.calls("GET", "/api/v3/time"))
+    matrix_client.fetch_open_orders("BTC/USDT")  # later requests follow the measured difference
+    assert len(fake.calls("GET", "/api/v3/time")) == before
+
+
+def test_an_order_the_exchange_does_not_hold_is_none_on_lookup_and_rejected_on_cancel(
+    fake: FakeBinance, matrix_client: ExchangeClient
+):
+    assert matrix_client.fetch_order_by_client_id("BTC/USDT", "tf-m-404") is None
+    with pytest.raises(Rejected, match="tf-m-404") as caught:
+        matrix_client.cancel_order("BTC/USDT", "tf-m-404")
+    assert isinstance(caught.value.__cause__, ccxt.OrderNotFound)
+    assert len(fake.calls("GET", "/api/v3/order")) == 1 and len(fake.calls("DELETE", "/api/v3/order")) == 1
+
+
+def test_a_duplicate_client_id_on_placement_means_an_earlier_attempt_arrived(
+    fake: FakeBinance, matrix_client: ExchangeClient
+):
+    before = len(fake.calls("POST", "/api/v3/order"))
+    with pytest.raises(DuplicateClientOrderId, match="tf-m-0"):
+        matrix_client.create_order("BTC/USDT", "limit", "buy", 0.01, 30000, "tf-m-0")
+    assert len(fake.calls("POST", "/api/v3/order")) - before == 1
+
+
+# ccxt classes the fake's spot endpoints cannot provoke (Binance sends them from other APIs): their
+# mapping, per call kind, at the boundary itself.
+UNREACHABLE = {
+    "PermissionDenied": (ccxt.PermissionDenied("binance -2015"), Fatal, Fatal),
+    "AccountSuspended": (ccxt.AccountSuspended("binance account suspended"), Fatal, Fatal),
+    "OnMaintenance": (ccxt.OnMaintenance("binance system maintenance"), Temporary, OutcomeUnknown),
+    "NotSupported": (ccxt.NotSupported("binance does not support that"), Rejected, Rejected),
+    "ExchangeError": (ccxt.ExchangeError("binance something odd"), Temporary, Rejected),
+}
+
+
+@pytest.mark.parametrize(("error", "on_read", "on_write"), UNREACHABLE.values(), ids=UNREACHABLE.keys())
+def test_errors_the_fake_cannot_send_are_mapped_by_what_the_caller_must_do(
+    error: Exception, on_read: type[Exception], on_write: type[Exception]
+):
+    assert type(map_error(error, "read", "fetch balance")) is on_read
+    assert type(map_error(error, "write", "place order tf-1-1")) is on_write
+    assert "tf-1-1" in str(map_error(error, "write", "place order tf-1-1"))
+
+
+def test_a_refused_key_names_where_the_keys_come_from_never_the_keys(fake: FakeBinance, tmp_path: Path):
+    (tmp_path / "secret").write_text("not-the-secret")
+    config = fake_exchange_config(fake, api_key_env="MY_BINANCE_KEY", api_secret_file=tmp_path / "secret")
+    credentials = load_credentials(config, {"MY_BINANCE_KEY": "not-the-key"})
+    client = quick_retries(ExchangeClient.from_config(config, credentials, sleep=lambda s: None))
+    with pytest.raises(Fatal) as caught:
+        client.fetch_balance()
+    message = str(caught.value)
+    assert "env MY_BINANCE_KEY" in message and f"exchange.api_secret_file {tmp_path / 'secret'}" in message
+    assert "not-the-key" not in message and "not-the-secret" not in message
+    assert len(fake.calls("GET", "/api/v3/account")) == 1
+
+
+def test_no_keys_at_all_is_fatal_naming_the_environment_variables(fake: FakeBinance):
+    client = ExchangeClient.from_config(fake_exchange_config(fake), None, sleep=lambda s: None)
+    with pytest.raises(Fatal, match=r"TRADEFORGE_BINANCE_API_KEY.*TRADEFORGE_BINANCE_API_SECRET"):
+        client.fetch_balance()
 
 
 def test_rate_limited_keeps_the_retry_after_it_was_given(fake: FakeBinance):
