@@ -1,7 +1,8 @@
 """The paper/live order journal over the trade repository, and how a restarted bot re-adopts its
 own orders.
 
-Recovery is replay: a restarted bot re-reads its candles from the first one it ever processed,
+Recovery is replay: a restarted bot re-reads its candles (from its latest snapshot, a candle on
+which it was flat, see engine/runtime.py; without one, from the first candle it ever processed),
 and the strategy, being deterministic, asks for the same orders in the same sequence. Each such
 request is matched against the orders already stored (in creation order) and adopts the stored
 client order id instead of writing a new intent; fills and status changes already stored are
@@ -30,17 +31,24 @@ class Divergence(Fatal):
 
 
 class RepositoryJournal:
-    def __init__(self, repository: Repository, persist: Persist | None = None) -> None:
+    def __init__(self, repository: Repository, persist: Persist | None = None, after_order_id: int = 0) -> None:
+        """`after_order_id`: the orders up to this row were all settled at the snapshot the bot
+        resumes from; only later ones are asked for again."""
         self.repository = repository
         self.persist = persist or Persist(repository)
-        self._to_adopt = deque(repository.stored_orders())
-        self._last_order_id = self._to_adopt[-1].id if self._to_adopt else 0
+        self._to_adopt = deque(repository.stored_orders(after_id=after_order_id))
+        self._last_order_id = self._to_adopt[-1].id if self._to_adopt else after_order_id
         self.adopted = 0
         self._settled: dict[str, OrderStatus] = {}  # adopted orders already terminal in the database
         self._open_trade: dict[str, int] = {}
         self._intents_written = 0
         crash_after = os.environ.get(CRASH_AFTER_INTENT_ENV, "")
         self._crash_after = int(crash_after) if crash_after.isdigit() else None
+
+    @property
+    def last_order_id(self) -> int:
+        """Row id of the newest order this run wrote or adopted (what a snapshot counts)."""
+        return self._last_order_id
 
     @property
     def catching_up(self) -> bool:
