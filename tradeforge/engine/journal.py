@@ -26,6 +26,11 @@ from tradeforge.resilience.errors import Fatal
 CRASH_AFTER_INTENT_ENV = "TRADEFORGE_FAULT_CRASH_AFTER_INTENT"  # tests: die right after the Nth intent commit
 
 
+# Amounts are stored with 18 decimals (NUMERIC(36, 18) on PostgreSQL): a request for 0.0065969621513127085
+# was stored as 0.006596962151312709, and is the same request.
+AMOUNT_SCALE = Decimal("1e-18")
+
+
 class Divergence(Fatal):
     """The strategy asked for something other than what the database says it asked for before."""
 
@@ -101,7 +106,7 @@ class RepositoryJournal:
             return None
         wanted = (intent.symbol, intent.side, intent.type, intent.role, intent.amount)
         found = later[0]
-        if len(later) > 1 or _request(found) != wanted or found.trade_id is None:
+        if len(later) > 1 or not _same(_request(found), wanted) or found.trade_id is None:
             unexpected = ", ".join(order.client_order_id for order in later)
             raise Divergence(
                 f"orders appeared in the database that this bot did not write ({unexpected}, after row "
@@ -114,7 +119,7 @@ class RepositoryJournal:
         stored = self._to_adopt.popleft()
         wanted = (symbol, side, type, role, amount)
         found = _request(stored)
-        if wanted != found:
+        if not _same(wanted, found):
             raise Divergence(
                 f"restart replay diverged at order {stored.client_order_id} (row {stored.id}): the strategy now "
                 f"asks for {_show(wanted)} but the database holds {_show(found)}. The config, the strategy code or "
@@ -154,6 +159,10 @@ class RepositoryJournal:
         self.persist(
             lambda: self.repository.mark_order(client_order_id, OrderStatus(status)), f"closing {client_order_id}"
         )
+
+
+def _same(wanted: tuple[str, str, str, str, Decimal], stored: tuple[str, str, str, str, Decimal]) -> bool:
+    return wanted[:4] == stored[:4] and abs(wanted[4] - stored[4]) <= AMOUNT_SCALE
 
 
 def _request(order: StoredOrder) -> tuple[str, str, str, str, Decimal]:
