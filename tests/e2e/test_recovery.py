@@ -1,5 +1,6 @@
 """Crash-proof restarts: a replayed paper bot killed (SIGKILL) at random moments and restarted
-ends with exactly the trades, orders, fills and equity of the same run left alone."""
+(from its latest strategy snapshot, see engine/restart.py) ends with exactly the trades, orders,
+fills and equity of the same run left alone."""
 
 from __future__ import annotations
 
@@ -107,6 +108,8 @@ def test_sigkill_at_twenty_random_moments_then_restart_changes_nothing(
     assert kills >= 15, "the bot should have been killed mid-run many times"
     assert snapshot(config) == reference
     check_event_log(config)
+    resumed = [e.data for e in repository(config).events("recovered")]
+    assert sum(1 for r in resumed if r["snapshot"] is not None) >= 10, "restarts resumed from strategy snapshots"
 
 
 @pytest.mark.parametrize("nth_intent", [1, 7, 23])

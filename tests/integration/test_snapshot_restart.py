@@ -38,7 +38,13 @@ def bot(url: str, data_dir: Path) -> BotConfig:
         {
             "name": "snapshot-bot",
             "data_dir": str(data_dir),
-            "data": {"source": "replay", "symbols": ["BTC/USDT"], "timeframe": "1h", "speed": "max", "end": "2023-05-01"},
+            "data": {
+                "source": "replay",
+                "symbols": ["BTC/USDT"],
+                "timeframe": "1h",
+                "speed": "max",
+                "end": "2023-05-01",
+            },
             "broker": {"cash": 10_000, "commission": 0.001},
             "strategy": STRATEGY,
             "persistence": {"db_url": url},
@@ -50,7 +56,9 @@ def recorded(url: str) -> dict[str, Any]:
     repository = Repository.attach(make_engine(url), "snapshot-bot", "", "paper")
     return {
         "trades": repository.trade_records(),
-        "orders": [(o.client_order_id, o.side, o.type, o.role, o.amount, o.status, o.filled) for o in repository.orders()],
+        "orders": [
+            (o.client_order_id, o.side, o.type, o.role, o.amount, o.status, o.filled) for o in repository.orders()
+        ],
         "fills": [(f.venue_trade_id, f.amount, f.price, f.fee, f.time) for f in repository.fills()],
         "equity": [(s.time, s.equity, s.cash) for s in repository.equity()],
         "recoveries": [e.data for e in repository.events("recovered")],

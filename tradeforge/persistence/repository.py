@@ -821,7 +821,7 @@ class Repository:
     ) -> None:
         """`checkpoint`, and the strategy's state at this flat candle as the bot's restart point, in
         the same commit: the snapshot is never ahead of the cursor, nor of the orders it counts."""
-        snapshots = StrategySnapshot.__table__
+        snapshots = cast(Table, StrategySnapshot.__table__)
         row = {"time": time, "last_order_id": last_order_id, "state": state}
         with self._transaction() as connection:
             for symbol, timeframe, open_time in candles:

@@ -451,7 +451,9 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 for book in self.books
             },
             "trade_stats": vars(self.trade_stats).copy(),
-            "mixins": {m.name: state for m in self.protection_mixins if (state := m.saved_state(self, bars)) is not None},
+            "mixins": {
+                m.name: state for m in self.protection_mixins if (state := m.saved_state(self, bars)) is not None
+            },
         }
 
     def _resuming(self) -> bool:
@@ -464,9 +466,10 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             return True
         if now > resume.at:
             raise Fatal(
-                f"restart from a snapshot failed: its candle ({bar_datetime(resume.at):%Y-%m-%d %H:%M} UTC) was not in the re-read "
-                "history, so the stored candles changed since it was taken; run `tradeforge db check` and start this "
-                "strategy under a new bot name (`name:`) or restore the candles"
+                f"restart from a snapshot failed: its candle ({bar_datetime(resume.at):%Y-%m-%d %H:%M} UTC) "
+                "was not in the re-read history, so the stored candles changed since it was taken; run "
+                "`tradeforge db check` and start this strategy under a new bot name (`name:`) or restore "
+                "the candles"
             )
         self._resume = None
         self._restore_state(resume.state)
