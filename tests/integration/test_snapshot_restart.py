@@ -12,11 +12,16 @@ from typing import Any
 import pytest
 
 from tradeforge.config.schema import BotConfig
+from tradeforge.engine.restart import snapshots_supported
 from tradeforge.engine.runtime import run_bot
 from tradeforge.feeds.candles import to_ns
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
 from tradeforge.persistence.repository import Repository
+from tradeforge.strategies.base import Strategy
+from tradeforge.strategies.library.presets import PRESETS
+from tradeforge.strategies.mixins.protections import Cooldown
+from tradeforge.strategies.registry import Registry
 
 STRATEGY = {
     "direction": "both",
@@ -123,3 +128,20 @@ def test_a_restart_re_reads_only_the_window_before_its_snapshot(tmp_path: Path) 
     assert after < len(times) - window // 2, "the snapshot is recent"
     # The first decision after the snapshot needs the `window` candles up to it, the snapshot's included.
     assert len(times) == window - 1 + after
+
+
+class Streak(Cooldown):
+    """A plugin protection with state of its own, which no snapshot knows about."""
+
+    name = "streak"
+
+
+def test_snapshots_only_for_replay_bots_built_from_tradeforge_parts(tmp_path: Path) -> None:
+    config = bot(f"sqlite:///{tmp_path / 'tradeforge.sqlite'}", tmp_path)
+    composed = Registry.default().resolve(config.strategy).cls
+    assert snapshots_supported(config, composed)
+    assert snapshots_supported(config, PRESETS["rsi_reversion"])
+    assert not snapshots_supported(config, type("WithPlugin", (Streak, composed), {}))
+    assert not snapshots_supported(config, type("OwnNext", (Strategy,), {}))
+    binance = config.model_copy(update={"data": config.data.model_copy(update={"source": "binance"})})
+    assert not snapshots_supported(binance, composed)

@@ -40,6 +40,7 @@ from tradeforge.strategies.params import Mixin
 
 SNAPSHOT_EVERY = 50  # candles between snapshots: a restart re-reads at most this many (+ the window)
 SNAPSHOT_VERSION = 1  # bump when the state's shape changes: older snapshots are then ignored
+_BACKTRADER_BASES = frozenset(bt.Strategy.__mro__)
 _BUILT_IN_MIXINS: frozenset[type] = frozenset((*ENTRIES, *EXITS, *SIZINGS, *FILTERS, *PROTECTIONS))
 
 
@@ -48,7 +49,7 @@ def snapshots_supported(config: BotConfig, strategy_class: type) -> bool:
     if config.data.source != "replay":
         return False
     for klass in strategy_class.__mro__:
-        if klass is object or klass is Strategy or klass.__module__.split(".")[0] == "backtrader":
+        if klass is Strategy or klass in _BACKTRADER_BASES:
             continue
         if issubclass(klass, bt.Strategy):  # a composed class: a preset, or one the registry built
             if klass not in PRESETS.values() and not klass.__module__.startswith("tradeforge."):
