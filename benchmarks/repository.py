@@ -11,7 +11,7 @@ takes before it can trade, and what persistence costs a replayed paper bot.
    fill), each call its own committed transaction as in a running bot, on a SQLite file (WAL) in a
    temporary directory, then on PostgreSQL when it answers at 127.0.0.1:5432 (database `test`, in a
    temporary schema; another server: TRADEFORGE_TEST_POSTGRES_URL).
-2. recovery: a paper bot (sma_cross 1/2, 50 % of equity, on synthetic one-minute candles) whose
+2. recovery: a paper bot (sma_cross 1/2, 50 % of equity, no commission so that equity does not bleed away, on synthetic one-minute candles) whose
    database holds what its first --history candles (default 400,000) left: ~100,000 closed trades,
    their orders and fills, its cursor and latest snapshot. The history is built quickly: the bot's
    own strategy and paper broker run over the candles preloaded (backtest speed) with the order
@@ -206,7 +206,7 @@ REAL_HISTORY_BOT = """\
 name: bench-bot
 data_dir: {root}/user_data
 data: {{source: replay, path: {candles}, symbols: [BTC/USDT], timeframe: 1m, speed: max}}
-broker: {{cash: 10000, commission: 0.001}}
+broker: {{cash: 10000, commission: 0}}
 strategy:
   entry: {{name: sma_cross, fast: 1, slow: 2}}
   sizing: {{name: percent_equity, pct: 50}}
