@@ -11,8 +11,9 @@ takes before it can trade, and what persistence costs a replayed paper bot.
    fill), each call its own committed transaction as in a running bot, on a SQLite file (WAL) in a
    temporary directory, then on PostgreSQL when it answers at 127.0.0.1:5432 (database `test`, in a
    temporary schema; another server: TRADEFORGE_TEST_POSTGRES_URL).
-2. recovery: a paper bot (sma_cross 1/2, 50 % of equity, no commission so that equity does not bleed away, on synthetic one-minute candles) whose
-   database holds what its first --history candles (default 400,000) left: ~100,000 closed trades,
+2. recovery: a paper bot (sma_cross 1/2, 50 % of equity, on synthetic one-minute candles; no
+   commission, which would bleed its equity to dust over 100,000 round trips) whose database holds
+   what its first --history candles (default 400,000) left: ~100,000 closed trades,
    their orders and fills, its cursor and latest snapshot. The history is built quickly: the bot's
    own strategy and paper broker run over the candles preloaded (backtest speed) with the order
    journal in memory, then bulk-inserted; a restart that disagreed with it would stop with a
