@@ -3,7 +3,7 @@ takes before it can trade, and what persistence costs a replayed paper bot.
 
     .venv/bin/python benchmarks/repository.py                     # all three
     .venv/bin/python benchmarks/repository.py orders --orders 2000
-    .venv/bin/python benchmarks/repository.py recovery --closed 10000
+    .venv/bin/python benchmarks/repository.py recovery --history 40000
     .venv/bin/python benchmarks/repository.py restart --candles 20000
     .venv/bin/python benchmarks/repository.py paper
 
@@ -11,16 +11,18 @@ takes before it can trade, and what persistence costs a replayed paper bot.
    fill), each call its own committed transaction as in a running bot, on a SQLite file (WAL) in a
    temporary directory, then on PostgreSQL when it answers at 127.0.0.1:5432 (database `test`, in a
    temporary schema; another server: TRADEFORGE_TEST_POSTGRES_URL).
-2. recovery: a bot with 100,000 closed and 100 open trades (built with bulk inserts; no event rows,
-   which a restart does not read). A fresh process does what `tradeforge run` does with the
-   database before its first candle (open_repository, integrity_problems, the run lock, the
-   journal's load of every order it will re-adopt, cursors, the history check); it is compared with
-   a process that only starts Python and imports tradeforge's runtime. Not included: re-reading the
-   candles themselves, which a restarted paper bot replays from its first one (section 3 gives the
-   replay's candles/s).
+2. recovery: a paper bot (sma_cross 1/2, 50 % of equity, on synthetic one-minute candles; no
+   commission, which would bleed its equity to dust over 100,000 round trips) whose database holds
+   what its first --history candles (default 400,000) left: ~100,000 closed trades,
+   their orders and fills, its cursor and latest snapshot. The history is built quickly: the bot's
+   own strategy and paper broker run over the candles preloaded (backtest speed) with the order
+   journal in memory, then bulk-inserted; a restart that disagreed with it would stop with a
+   divergence error, so the rows are what the bot itself would have written. Measured: seconds
+   from spawning `tradeforge run` to its first new candle (its "recovered" line), against plain
+   start-up (Python, import tradeforge's runtime) measured alongside.
 2b. restart: a real paper bot (sma_cross on synthetic one-minute candles) is stopped after --candles
-   candles and started again; the seconds from spawning it to its first new candle, which include
-   re-reading its whole history (recovery is a replay, see tradeforge/engine/journal.py).
+   candles and started again; the seconds from spawning it to its first new candle (it resumes from
+   its latest snapshot, see tradeforge/engine/restart.py).
 3. paper: `run_bot` on the bundled BTC/USDT 1h candles replayed at full speed with the sma_cross
    preset, persisting to a SQLite file on disk, vs in-memory SQLite (the same run_bot, its engine
    factory swapped for one shared in-memory connection, StaticPool), vs a file on tmpfs (/dev/shm).
@@ -36,6 +38,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -200,173 +203,281 @@ def bot_config(data_dir: str, db_url: str) -> Any:
     )
 
 
-def build_history(db_url: str, config: Any, closed: int, open_: int) -> dict[str, int]:
-    """A bot database as `closed` + `open_` paper round trips would leave it, written in bulk."""
+REAL_HISTORY_BOT = """\
+name: bench-bot
+data_dir: {root}/user_data
+data: {{source: replay, path: {candles}, symbols: [BTC/USDT], timeframe: 1m, speed: max}}
+broker: {{cash: 10000, commission: 0}}
+strategy:
+  entry: {{name: sma_cross, fast: 1, slow: 2}}
+  sizing: {{name: percent_equity, pct: 50}}
+"""
+NEW_CANDLES = 1_000  # after the history: what the restarted bot trades on
+
+
+class CollectingJournal:
+    """The order journal of a paper bot, kept in memory: what the bot asked for and what filled."""
+
+    def __init__(self) -> None:
+        self.orders: list[dict[str, Any]] = []
+        self.fills: list[dict[str, Any]] = []
+        self._by_id: dict[str, dict[str, Any]] = {}
+        self._open: dict[str, tuple[int, int]] = {}  # symbol -> (trade id, orders so far)
+        self.trades = 0
+
+    def intent(self, *, symbol: str, side: str, type: str, role: str, amount: Decimal, **rest: Any) -> str:
+        if role == "entry":
+            self.trades += 1
+            trade, sequence = self.trades, 1
+        else:
+            trade, sequence = self._open[symbol][0], self._open[symbol][1] + 1
+        self._open[symbol] = (trade, sequence)
+        order = {"trade": trade, "client_order_id": f"P-{trade}-{sequence}", "symbol": symbol, "side": side}
+        order.update(type=type, role=role, amount=amount, status="pending_submit", filled=Decimal(0), **rest)
+        self.orders.append(order)
+        self._by_id[order["client_order_id"]] = order
+        return str(order["client_order_id"])
+
+    def accepted(self, client_order_id: str) -> None:
+        self._by_id[client_order_id]["status"] = "open"
+
+    def filled(
+        self, client_order_id: str, fill_id: str, amount: Decimal, price: Decimal, fee: Decimal, time: Any
+    ) -> None:
+        order = self._by_id[client_order_id]
+        order["filled"] += amount
+        order["status"] = "filled" if order["filled"] == order["amount"] else "partially_filled"
+        self.fills.append(
+            {"order": order, "fill_id": fill_id, "amount": amount, "price": price, "fee": fee, "time": time}
+        )
+
+    def closed(self, client_order_id: str, status: str) -> None:
+        self._by_id[client_order_id]["status"] = status
+
+
+def run_history(candles_path: str, data_dir: str, history: int) -> Any:
+    """The bot's first `history` candles through the paper bot's strategy and broker, preloaded (as
+    fast as a backtest) with the journal in memory; the snapshot at its last flat candle."""
+    import backtrader as bt
+
+    from tradeforge.brokers.paper import PaperBroker
+    from tradeforge.config.loader import load_config
+    from tradeforge.engine.backtest import configure_broker
+    from tradeforge.engine.data import load_candles
+    from tradeforge.engine.restart import SNAPSHOT_VERSION
+    from tradeforge.engine.validation import validate
+    from tradeforge.feeds.arrays import ArrayFeed
+
+    config = load_config(Path(data_dir).parent / "bot.yaml")
+    [candles] = load_candles(config)
+    journal = CollectingJournal()
+    snapshot: dict[str, Any] = {}
+
+    class Events:
+        def on_bar(self, strategy: Any) -> None:
+            if strategy.is_flat():
+                snapshot.update(
+                    time=bt.num2date(strategy.datetime[0]).replace(tzinfo=dt.UTC),
+                    orders=len(journal.orders),
+                    state={"version": SNAPSHOT_VERSION, "paused": False, "strategy": strategy.restart_state()},
+                )
+
+    resolved = validate(config)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.broker = PaperBroker(journal)
+    configure_broker(cerebro.broker, config)
+    cerebro.adddata(
+        ArrayFeed(candles.between(None, dt.datetime.fromtimestamp(candles.timestamp[history - 1] / 1e9, dt.UTC)))
+    )
+    cerebro.addstrategy(resolved.cls, **resolved.params, events=Events())
+    cerebro.run()
+    return config, journal, snapshot, candles
+
+
+def build_real_history(folder: str, candles: int) -> dict[str, Any]:
+    """A paper bot's database after `candles` one-minute candles, built in bulk from `run_history`:
+    its orders, fills, trades, cursor and latest snapshot, consistent with the candles (a restart
+    that disagreed would stop with a divergence error)."""
     from sqlalchemy import insert
 
     from tradeforge.engine.runtime import config_hash
+    from tradeforge.feeds.synthetic import csv_text, generate
     from tradeforge.persistence.database import make_engine
     from tradeforge.persistence.migrate import upgrade
     from tradeforge.persistence.models import Base
     from tradeforge.persistence.repository import Repository
 
+    root = Path(folder)
+    series = generate(SYMBOL, "1m", START, candles + NEW_CANDLES, seed=5, start_price=30_000.0)
+    (root / "candles.csv").write_text(csv_text(series), encoding="utf-8")
+    (root / "bot.yaml").write_text(REAL_HISTORY_BOT.format(root=root, candles=root / "candles.csv"), encoding="utf-8")
+    (root / "user_data").mkdir()
+    config, journal, snapshot, loaded = run_history(str(root / "candles.csv"), str(root / "user_data"), candles)
+    db_url = f"sqlite:///{root}/user_data/tradeforge.sqlite"
     engine = make_engine(db_url)
     upgrade(engine)
     repository = Repository.attach(engine, config.name, config_hash(config), config.mode)
     bot, prefix = repository.bot_id, repository.prefix
-    amount, fee = Decimal("0.0125"), Decimal("0.375")
-    trades: list[dict[str, Any]] = []
-    orders: list[dict[str, Any]] = []
-    fills: list[dict[str, Any]] = []
-    for n in range(closed + open_):
-        trade_id, entry_at, exit_at = n + 1, START + dt.timedelta(hours=2 * n), START + dt.timedelta(hours=2 * n + 1)
-        entry_price, exit_price = Decimal(30_000 + n % 977), Decimal(30_000 + n % 983)
-        is_open = n >= closed
-        trades.append(
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    orders, fills, trades = [], [], {}
+    for row, order in enumerate(journal.orders, start=1):
+        trade = trades.setdefault(
+            order["trade"],
             {
-                "id": trade_id,
+                "id": order["trade"],
                 "bot_id": bot,
-                "symbol": SYMBOL,
-                "side": "long",
-                "status": "open" if is_open else "closed",
-                "amount": amount if is_open else Decimal(0),
-                "entry_price": entry_price,
-                "exit_price": None if is_open else exit_price,
-                "fees": fee if is_open else 2 * fee,
-                "pnl": None if is_open else (exit_price - entry_price) * amount - 2 * fee,
-                "opened_at": entry_at,
-                "closed_at": None if is_open else exit_at,
-                "exit_reason": None if is_open else "sma",
+                "symbol": order["symbol"],
+                "status": "open",
                 "state": {},
+                "side": "long" if order["side"] == "buy" else "short",
+                "amount": Decimal(0),
+                "fees": Decimal(0),
+                "entry_price": None,
+                "exit_price": None,
+                "pnl": None,
+                "opened_at": None,
+                "closed_at": None,
+                "exit_reason": None,
+            },
+        )
+        client_id = order["client_order_id"].replace("P-", f"{prefix}-", 1)
+        order["row"] = row
+        orders.append(
+            {
+                "id": row,
+                "bot_id": bot,
+                "trade_id": trade["id"],
+                "client_order_id": client_id,
+                "symbol": order["symbol"],
+                "side": order["side"],
+                "type": order["type"],
+                "role": order["role"],
+                "reason": order["reason"],
+                "amount": order["amount"],
+                "price": order["price"],
+                "stop_price": order["stop_price"],
+                "status": order["status"],
+                "filled": order["filled"],
+                "fees": Decimal(0),
+                "average_price": None,
+                "created_at": at,
+                "updated_at": at,
             }
         )
-        legs = [("buy", "entry", "market", entry_at, entry_price, "filled")]
-        if is_open:  # its protective stop rests at the venue
-            legs.append(("sell", "protective", "stop", entry_at, entry_price * Decimal("0.98"), "open"))
+    for fill in journal.fills:
+        order, row = fill["order"], orders[fill["order"]["row"] - 1]
+        trade = trades[order["trade"]]
+        row["fees"] += fill["fee"]
+        row["average_price"] = fill["price"]
+        entering = order["role"] == "entry"
+        trade["amount"] += fill["amount"] if entering else -fill["amount"]
+        trade["fees"] += fill["fee"]
+        if entering:
+            trade.update(entry_price=fill["price"], opened_at=fill["time"])
         else:
-            legs.append(("sell", "exit", "market", exit_at, exit_price, "filled"))
-        for sequence, (side, role, type_, at, price, status) in enumerate(legs, start=1):
-            order_id = len(orders) + 1
-            filled = status == "filled"
-            orders.append(
-                {
-                    "id": order_id,
-                    "bot_id": bot,
-                    "trade_id": trade_id,
-                    "client_order_id": f"{prefix}-{trade_id}-{sequence}",
-                    "symbol": SYMBOL,
-                    "side": side,
-                    "type": type_,
-                    "role": role,
-                    "reason": "sma" if role != "protective" else "stop_loss",
-                    "amount": amount,
-                    "price": None,
-                    "stop_price": price if type_ == "stop" else None,
-                    "status": status,
-                    "filled": amount if filled else Decimal(0),
-                    "average_price": price if filled else None,
-                    "fees": fee if filled else Decimal(0),
-                    "created_at": at,
-                    "updated_at": at,
-                }
-            )
-            if filled:
-                fills.append(
-                    {
-                        "bot_id": bot,
-                        "order_id": order_id,
-                        "symbol": SYMBOL,
-                        "venue_trade_id": f"{prefix}-{trade_id}-{sequence}-f1",
-                        "amount": amount,
-                        "price": price,
-                        "fee": fee,
-                        "fee_currency": "USDT",
-                        "time": at,
-                    }
-                )
-    last = START + dt.timedelta(hours=2 * (closed + open_))
+            trade.update(exit_price=fill["price"], closed_at=fill["time"], exit_reason=order["reason"])
+        if trade["amount"] == 0:
+            trade["status"] = "closed"
+            trade["pnl"] = (trade["exit_price"] - trade["entry_price"]) * order["amount"] - trade["fees"]
+        fills.append(
+            {
+                "bot_id": bot,
+                "order_id": row["id"],
+                "symbol": order["symbol"],
+                "venue_trade_id": fill["fill_id"].replace("P-", f"{prefix}-", 1),
+                "amount": fill["amount"],
+                "price": fill["price"],
+                "fee": fill["fee"],
+                "fee_currency": "USDT",
+                "time": fill["time"],
+            }
+        )
+    last = dt.datetime.fromtimestamp(loaded.timestamp[candles - 1] / 1e9, dt.UTC)
     tables = Base.metadata.tables
     with engine.begin() as connection:
-        connection.execute(insert(tables["trades"]), trades)
+        connection.execute(insert(tables["trades"]), list(trades.values()))
         connection.execute(insert(tables["orders"]), orders)
         connection.execute(insert(tables["fills"]), fills)
         connection.execute(
             insert(tables["candle_cursors"]),
-            [{"bot_id": bot, "symbol": SYMBOL, "timeframe": "1h", "last_open_time": last}],
+            [{"bot_id": bot, "symbol": SYMBOL, "timeframe": "1m", "last_open_time": last}],
         )
         connection.execute(
-            insert(tables["equity_snapshots"]),
-            [{"bot_id": bot, "time": last, "equity": Decimal(10_000), "cash": Decimal(10_000)}],
+            insert(tables["strategy_snapshots"]),
+            [
+                {
+                    "bot_id": bot,
+                    "time": snapshot["time"],
+                    "last_order_id": snapshot["orders"],
+                    "state": snapshot["state"],
+                }
+            ],
         )
     engine.dispose()
-    return {"trades": len(trades), "orders": len(orders), "fills": len(fills)}
+    closed = sum(1 for t in trades.values() if t["status"] == "closed")
+    holding = sum(1 for t in trades.values() if t["amount"])
+    return {
+        "closed": closed,
+        "open": holding,
+        "unfilled": len(trades) - closed - holding,
+        "orders": len(orders),
+        "fills": len(fills),
+        "snapshot": snapshot["time"].isoformat(),
+        "last": last.isoformat(),
+        "config": str(root / "bot.yaml"),
+    }
 
 
-RESTART = """
-import time
-started = time.perf_counter()
-import json, sys
-from tradeforge.engine.runtime import config_hash, open_repository
-from tradeforge.engine.journal import RepositoryJournal
-sys.path.insert(0, {bench_dir!r})
-from repository import bot_config
-imported = time.perf_counter()
-config = bot_config({data_dir!r}, {db_url!r})
-steps = {{}}
-def step(name, since):
-    now = time.perf_counter()
-    steps[name] = now - since
-    return now
-t = time.perf_counter()
-repository = open_repository(config, "bench.yaml"); t = step("open_repository", t)
-problems = repository.integrity_problems(); t = step("integrity_problems", t)
-assert problems == [], problems
-owner = repository.acquire_lock()
-journal = RepositoryJournal(repository)
-cursors = repository.cursors(); t = step("lock, journal (orders to adopt), cursors", t)
-assert journal.catching_up and repository.instance().config_hash == config_hash(config)
-repository.set_config(config_hash(config), config.mode); t = step("history check, config", t)
-done = time.perf_counter()
-ready = time.time()
-repository.release_lock(owner)
-adopt = len(journal._to_adopt)
-print(json.dumps({{"ready": ready, "steps": steps, "work": done - imported, "adopt": adopt}}))
-"""
-PLAIN = "import time, tradeforge.engine.runtime; print(time.time())"
+def time_to_first_candle(config: str, marker: str) -> tuple[float, str]:
+    """Seconds from spawning `tradeforge run` to the line starting with `marker`; the line."""
+    import signal
+
+    tradeforge = str(Path(sys.executable).with_name("tradeforge"))
+    spawned = time.perf_counter()
+    process = subprocess.Popen([tradeforge, "run", "--config", config], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = next((line for line in process.stdout if line.startswith(marker)), "")
+    seconds = time.perf_counter() - spawned
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=300)
+    if not line:
+        raise RuntimeError(f"`tradeforge run` never printed {marker!r} (exit code {process.returncode})")
+    return seconds, line.strip()
 
 
-def bench_recovery(closed: int, open_: int, repeats: int) -> None:
-    print(f"\n2. restart of a bot with {closed:,} closed and {open_:,} open trades (SQLite file, WAL)")
+def bench_recovery(candles: int, repeats: int) -> None:
+    """A paper bot (sma_cross 1/2 on synthetic one-minute candles) whose database holds the orders,
+    fills and trades of its first `candles` candles, and its latest snapshot: seconds from spawning
+    `tradeforge run` to its first new candle, against plain start-up (Python, import tradeforge's
+    runtime) in the same run."""
+    print(f"\n2. restart of a paper bot after {candles:,} one-minute candles (SQLite file, WAL)")
     with tempfile.TemporaryDirectory() as folder:
-        db_url = f"sqlite:///{folder}/tradeforge.sqlite"
         started = time.perf_counter()
-        built = in_child("build_history_for", folder, db_url, closed, open_)
-        size = Path(folder, "tradeforge.sqlite").stat().st_size / 1e6
+        built = in_child("build_real_history", folder, candles)
+        size = Path(folder, "user_data", "tradeforge.sqlite").stat().st_size / 1e6
         print(
-            f"  built {built['trades']:,} trades, {built['orders']:,} orders, {built['fills']:,} fills "
-            f"({size:.0f} MB) in {time.perf_counter() - started:.1f} s"
+            f"  built {built['closed']:,} closed and {built['open']} open trades ({built['unfilled']:,} entries "
+            f"never filled), {built['orders']:,} orders, "
+            f"{built['fills']:,} fills ({size:.0f} MB) in {time.perf_counter() - started:.1f} s; "
+            f"latest snapshot {built['snapshot']}, last candle {built['last']}"
         )
-        code = RESTART.format(bench_dir=str(Path(__file__).parent), data_dir=folder, db_url=db_url)
-        plain, restart, reports = [], [], []
-        for _ in range(repeats):  # seconds from spawning the process to its being ready
+        database = Path(folder, "user_data", "tradeforge.sqlite")
+        shutil.copy(database, Path(folder, "built.sqlite"))
+        plain, restart, lines = [], [], []
+        for _ in range(repeats):  # each restart from the same database
             spawned, out = timed_process(["-c", PLAIN])
             plain.append(float(out) - spawned)
-            spawned, out = timed_process(["-c", code])
-            reports.append(json.loads(out))
-            restart.append(reports[-1]["ready"] - spawned)
-    report = min(reports, key=lambda r: r["work"])
-    steps = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in report["steps"].items())
+            shutil.copy(Path(folder, "built.sqlite"), database)
+            seconds, line = time_to_first_candle(built["config"], "recovered in")
+            restart.append(seconds)
+            lines.append(line)
     plain_s, restart_s = statistics.median(plain), statistics.median(restart)
     print(f"  plain start-up (python, import tradeforge.engine.runtime): {plain_s:.2f} s (median of {repeats})")
-    print(f"  start-up with recovery, ready for the first candle:        {restart_s:.2f} s (median of {repeats})")
-    print(
-        f"  recovery costs {restart_s - plain_s:.2f} s; in the process, at best: {steps} "
-        f"({report['adopt']:,} orders to re-adopt)"
-    )
+    print(f"  restart to its first new candle:                          {restart_s:.2f} s (median of {repeats})")
+    print(f"  recovery costs {restart_s - plain_s:.2f} s beyond plain start-up; the bot said: {lines[0]}")
 
 
-def build_history_for(folder: str, db_url: str, closed: int, open_: int) -> dict[str, int]:
-    return build_history(db_url, bot_config(folder, db_url), closed, open_)
+PLAIN = "import time, tradeforge.engine.runtime; print(time.time())"
 
 
 # --- 2b. a real restart: time to the first new candle ------------------------------------------------
@@ -418,14 +529,11 @@ def bench_real_restart(candles: int) -> None:
         recovered = time.perf_counter() - spawned
         second.send_signal(signal.SIGINT)
         second.communicate(timeout=120)
-    reread = (done - START) / dt.timedelta(minutes=1) + 1
+    history = (done - START) / dt.timedelta(minutes=1) + 1
     spawned, out = timed_process(["-c", PLAIN])
     plain = float(out) - spawned
-    print(f"  first run: {reread:,.0f} candles, {orders:,} orders in {first_seconds:.1f} s")
-    print(
-        f"  restart: {recovered:.2f} s from spawning to the first new candle (plain start-up {plain:.2f} s); "
-        f"history re-read at {reread / (recovered - plain):,.0f} candles/s"
-    )
+    print(f"  first run: {history:,.0f} candles, {orders:,} orders in {first_seconds:.1f} s")
+    print(f"  restart: {recovered:.2f} s from spawning to the first new candle (plain start-up {plain:.2f} s)")
     print(f"  its report: {recovered_line.strip()}")
 
 
@@ -515,8 +623,9 @@ def main() -> None:
         "sections", nargs="*", metavar="orders|recovery|restart|paper", help="what to measure (default: all)"
     )
     parser.add_argument("--orders", type=int, default=10_000, help="orders to record (default 10000)")
-    parser.add_argument("--closed", type=int, default=100_000, help="closed trades in the restarted bot")
-    parser.add_argument("--open", type=int, default=100, dest="open_", help="open trades in the restarted bot")
+    parser.add_argument(
+        "--history", type=int, default=400_000, help="one-minute candles of the restarted bot in section 2"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement in sections 2 and 3")
     parser.add_argument("--candles", type=int, default=100_000, help="history of the restarted bot in section 2b")
     options = parser.parse_args()
@@ -528,7 +637,7 @@ def main() -> None:
     if "orders" in sections:
         bench_orders(options.orders)
     if "recovery" in sections:
-        bench_recovery(options.closed, options.open_, options.repeats)
+        bench_recovery(options.history, options.repeats)
     if "restart" in sections:
         bench_real_restart(options.candles)
     if "paper" in sections:

@@ -1,5 +1,6 @@
 """Crash-proof restarts: a replayed paper bot killed (SIGKILL) at random moments and restarted
-ends with exactly the trades, orders, fills and equity of the same run left alone."""
+(from its latest strategy snapshot, see engine/restart.py) ends with exactly the trades, orders,
+fills and equity of the same run left alone."""
 
 from __future__ import annotations
 
@@ -94,11 +95,12 @@ def test_sigkill_at_twenty_random_moments_then_restart_changes_nothing(
 ) -> None:
     config = make_bot(tmp_path / "crashy")
     rng = random.Random(20261124)
+    watched = repository(config)
     kills = 0
     while kills < 20:
         process = start(config)
-        time.sleep(rng.uniform(0.6, 1.6))  # start-up is ~0.9 s; the run itself takes ~1-2 s
-        if process.poll() is not None:
+        # Killed a random number of candles into its run (start-up time varies with the machine's load).
+        if not wait_for_candles(watched, process, rng.randint(1, 150)):
             break  # it finished before we could kill it: the history is complete
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -107,6 +109,20 @@ def test_sigkill_at_twenty_random_moments_then_restart_changes_nothing(
     assert kills >= 15, "the bot should have been killed mid-run many times"
     assert snapshot(config) == reference
     check_event_log(config)
+    resumed = [e.data for e in repository(config).events("recovered")]
+    assert sum(1 for r in resumed if r["snapshot"] is not None) >= 10, "restarts resumed from strategy snapshots"
+
+
+def wait_for_candles(repo: Repository, process: subprocess.Popen[bytes], candles: int) -> bool:
+    """Wait until the bot has recorded `candles` more candles (one-hour ones); False if it ended first."""
+    start_at = max(repo.cursors().values(), default=None)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        now = max(repo.cursors().values(), default=None)
+        if now is not None and (start_at is None or (now - start_at).total_seconds() >= candles * 3600):
+            return True
+        time.sleep(0.005)
+    return process.poll() is None
 
 
 @pytest.mark.parametrize("nth_intent", [1, 7, 23])

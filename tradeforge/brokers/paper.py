@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Protocol
 
 import backtrader as bt
@@ -27,6 +27,15 @@ _TYPES = {
 def money(value: float | None) -> Decimal | None:
     """A float from Backtrader as the Decimal with the same shortest decimal representation."""
     return None if value is None else Decimal(repr(float(value)))
+
+
+_AMOUNT_SCALE, _WIDE = Decimal("1e-18"), Context(prec=60)
+
+
+def amount_of(size: float) -> Decimal:
+    """An order or fill amount as the database stores it: 18 decimals (NUMERIC(36, 18) on PostgreSQL
+    would round a 19th away, so that a fill of the unrounded amount overfilled its own order)."""
+    return Decimal(repr(abs(float(size)))).quantize(_AMOUNT_SCALE, context=_WIDE)
 
 
 class OrderJournal(Protocol):
@@ -93,7 +102,7 @@ class PaperBroker(SimulatedBroker):
             side="buy" if order.isbuy() else "sell",
             type=_TYPES.get(order.exectype, "market"),
             role=info.get("role") or "manual",
-            amount=money(abs(order.size)) or Decimal(0),
+            amount=amount_of(order.size),
             price=price,
             stop_price=stop_price,
             reason=info.get("reason"),
@@ -119,8 +128,8 @@ class PaperBroker(SimulatedBroker):
     def _journal_fill(self, order: bt.Order, client_id: str) -> None:
         # Amounts are Decimals that add up exactly to the intent's amount: Backtrader's running float
         # total may be an ulp off the order size, so a completed order takes exactly what is left.
-        amount = money(abs(order.size)) or Decimal(0)
-        total = amount if order.status == order.Completed else min(money(abs(order.executed.size)) or amount, amount)
+        amount = amount_of(order.size)
+        total = amount if order.status == order.Completed else min(amount_of(order.executed.size) or amount, amount)
         delta = total - order.info.journalled
         if delta <= 0:
             return

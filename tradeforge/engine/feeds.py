@@ -13,6 +13,7 @@ import numpy as np
 
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.data import load_candles
+from tradeforge.engine.restart import RestartPoint
 from tradeforge.feeds.candles import Candles
 from tradeforge.feeds.replay import ReplayFeed
 from tradeforge.feeds.store import CandleStore
@@ -83,10 +84,12 @@ def build_feeds(
     client: ExchangeClient | None = None,
     yahoo: Mapping[str, Any] | None = None,
     ibkr: Mapping[str, Any] | None = None,
+    restart: RestartPoint | None = None,
 ) -> BotFeeds:
-    """Replay feeds for `data.source: replay`, live exchange feeds for `data.source: binance`, Yahoo's
-    delayed candles for `data.source: yahoo` (`yahoo` passes a client, clock and sleep to its feeds), IB's
-    bars for `data.source: ibkr` (`ibkr` passes an IB factory and a clock)."""
+    """Replay feeds for `data.source: replay` (from what a `restart` snapshot needs), live exchange
+    feeds for `data.source: binance`, Yahoo's delayed candles for `data.source: yahoo` (`yahoo` passes
+    a client, clock and sleep to its feeds), IB's bars for `data.source: ibkr` (`ibkr` passes an IB
+    factory and a clock)."""
     if config.data.source == "binance":
         return _live_feeds(config, stop, say, client)
     if config.data.source == "yahoo":
@@ -105,6 +108,8 @@ def build_feeds(
             close=lambda: disconnect(bars),
         )
     candles = load_candles(config)
+    if restart is not None:
+        candles = restart.first_rows(candles)
     speed = None if config.data.speed == "max" else float(config.data.speed)
     feeds: list[bt.feeds.DataBase] = [
         ReplayFeed(series, speed=speed, stop=stop, catch_up_until_ns=resume_after_ns) for series in candles

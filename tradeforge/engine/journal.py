@@ -1,7 +1,8 @@
 """The paper/live order journal over the trade repository, and how a restarted bot re-adopts its
 own orders.
 
-Recovery is replay: a restarted bot re-reads its candles from the first one it ever processed,
+Recovery is replay: a restarted bot re-reads its candles (from its latest snapshot, a candle on
+which it was flat, see engine/runtime.py; without one, from the first candle it ever processed),
 and the strategy, being deterministic, asks for the same orders in the same sequence. Each such
 request is matched against the orders already stored (in creation order) and adopts the stored
 client order id instead of writing a new intent; fills and status changes already stored are
@@ -25,22 +26,34 @@ from tradeforge.resilience.errors import Fatal
 CRASH_AFTER_INTENT_ENV = "TRADEFORGE_FAULT_CRASH_AFTER_INTENT"  # tests: die right after the Nth intent commit
 
 
+# Amounts are stored with 18 decimals (NUMERIC(36, 18) on PostgreSQL): a request for 0.0065969621513127085
+# was stored as 0.006596962151312709, and is the same request.
+AMOUNT_SCALE = Decimal("1e-18")
+
+
 class Divergence(Fatal):
     """The strategy asked for something other than what the database says it asked for before."""
 
 
 class RepositoryJournal:
-    def __init__(self, repository: Repository, persist: Persist | None = None) -> None:
+    def __init__(self, repository: Repository, persist: Persist | None = None, after_order_id: int = 0) -> None:
+        """`after_order_id`: the orders up to this row were all settled at the snapshot the bot
+        resumes from; only later ones are asked for again."""
         self.repository = repository
         self.persist = persist or Persist(repository)
-        self._to_adopt = deque(repository.stored_orders())
-        self._last_order_id = self._to_adopt[-1].id if self._to_adopt else 0
+        self._to_adopt = deque(repository.stored_orders(after_id=after_order_id))
+        self._last_order_id = self._to_adopt[-1].id if self._to_adopt else after_order_id
         self.adopted = 0
         self._settled: dict[str, OrderStatus] = {}  # adopted orders already terminal in the database
         self._open_trade: dict[str, int] = {}
         self._intents_written = 0
         crash_after = os.environ.get(CRASH_AFTER_INTENT_ENV, "")
         self._crash_after = int(crash_after) if crash_after.isdigit() else None
+
+    @property
+    def last_order_id(self) -> int:
+        """Row id of the newest order this run wrote or adopted (what a snapshot counts)."""
+        return self._last_order_id
 
     @property
     def catching_up(self) -> bool:
@@ -93,7 +106,7 @@ class RepositoryJournal:
             return None
         wanted = (intent.symbol, intent.side, intent.type, intent.role, intent.amount)
         found = later[0]
-        if len(later) > 1 or _request(found) != wanted or found.trade_id is None:
+        if len(later) > 1 or not _same(_request(found), wanted) or found.trade_id is None:
             unexpected = ", ".join(order.client_order_id for order in later)
             raise Divergence(
                 f"orders appeared in the database that this bot did not write ({unexpected}, after row "
@@ -106,7 +119,7 @@ class RepositoryJournal:
         stored = self._to_adopt.popleft()
         wanted = (symbol, side, type, role, amount)
         found = _request(stored)
-        if wanted != found:
+        if not _same(wanted, found):
             raise Divergence(
                 f"restart replay diverged at order {stored.client_order_id} (row {stored.id}): the strategy now "
                 f"asks for {_show(wanted)} but the database holds {_show(found)}. The config, the strategy code or "
@@ -146,6 +159,10 @@ class RepositoryJournal:
         self.persist(
             lambda: self.repository.mark_order(client_order_id, OrderStatus(status)), f"closing {client_order_id}"
         )
+
+
+def _same(wanted: tuple[str, str, str, str, Decimal], stored: tuple[str, str, str, str, Decimal]) -> bool:
+    return wanted[:4] == stored[:4] and abs(wanted[4] - stored[4]) <= AMOUNT_SCALE
 
 
 def _request(order: StoredOrder) -> tuple[str, str, str, str, Decimal]:

@@ -1,8 +1,9 @@
 """`tradeforge run`: a bot in paper mode, persisting everything, resuming exactly after a crash.
 
 Lifecycle: check the database (reachable, schema current, rows consistent) -> claim the run lock
--> replay the bot's candles from its first one (history is re-read at full speed and its orders
-re-adopted, see engine/journal.py) -> carry on with new candles -> on SIGINT/SIGTERM finish the
+-> replay the bot's candles from its latest snapshot (engine/restart.py), or from its first one
+without a snapshot (history is re-read at full speed and its orders re-adopted, see
+engine/journal.py) -> carry on with new candles -> on SIGINT/SIGTERM finish the
 current candle, mark the bot stopped and release the lock. A second SIGINT exits at once; that
 is safe because every step was committed when it happened.
 """
@@ -33,6 +34,7 @@ from tradeforge.engine.control import BotControl
 from tradeforge.engine.feeds import BotFeeds, build_feeds, checked_client
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
+from tradeforge.engine.restart import RestartPoint, Snapshots, restart_point, snapshots_supported
 from tradeforge.engine.results import BacktestResult
 from tradeforge.engine.validation import validate
 from tradeforge.feeds.candles import to_ns
@@ -93,8 +95,12 @@ class BotListener:
         operator_cancels: dict[int, list[str]] | None = None,
         started: float | None = None,
         alerts: BotAlerts | None = None,
+        snapshots: Snapshots | None = None,
+        restart: RestartPoint | None = None,
     ) -> None:
         self.alerts = alerts
+        self.snapshots = snapshots
+        self.restart = restart
         self.repository = repository
         self.journal = journal
         self.persist = persist
@@ -126,9 +132,18 @@ class BotListener:
             if book.last_index >= 0
         ]
         equity, cash = money(strategy.equity[-1]) or Decimal(0), money(strategy.broker.getcash()) or Decimal(0)
-        self.persist(
-            lambda: self.repository.checkpoint(now, candles, equity, cash), f"recording the {now:%Y-%m-%d %H:%M} candle"
-        )
+        snapshots = self.snapshots
+        if snapshots is not None and not self.journal.catching_up and snapshots.due(strategy):
+            state, last_order = snapshots.take(strategy), self.journal.last_order_id
+            self.persist(
+                lambda: self.repository.checkpoint_with_snapshot(now, candles, equity, cash, last_order, state),
+                f"recording the {now:%Y-%m-%d %H:%M} candle and a snapshot",
+            )
+        else:
+            self.persist(
+                lambda: self.repository.checkpoint(now, candles, equity, cash),
+                f"recording the {now:%Y-%m-%d %H:%M} candle",
+            )
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self.persist(lambda: self.repository.heartbeat(self.owner), "renewing the run lock")
             self._last_heartbeat = time.monotonic()
@@ -146,12 +161,17 @@ class BotListener:
             )
         assert self.resume_after_ns is not None
         after = dt.datetime.fromtimestamp(self.resume_after_ns / 1e9, dt.UTC)
+        since = f" from the snapshot at {self.restart.time:%Y-%m-%d %H:%M}" if self.restart else ""
         message = (
-            f"recovered in {time.monotonic() - self._started:.1f} s: re-read history up to {after:%Y-%m-%d %H:%M}, "
-            f"re-adopted {self.journal.adopted} stored orders; "
+            f"recovered in {time.monotonic() - self._started:.1f} s: re-read history{since} up to "
+            f"{after:%Y-%m-%d %H:%M}, re-adopted {self.journal.adopted} stored orders; "
             + (f"trading from the {now:%Y-%m-%d %H:%M} candle" if now else "no new candles")
         )
-        data = {"resumed_after": after.isoformat(), "adopted_orders": self.journal.adopted}
+        data = {
+            "resumed_after": after.isoformat(),
+            "adopted_orders": self.journal.adopted,
+            "snapshot": self.restart.time.isoformat() if self.restart else None,
+        }
         self.persist(lambda: self.repository.log_event("recovered", message, data), "logging the recovery")
         self.say(message)
         if self.alerts is not None:
@@ -235,7 +255,8 @@ def run_bot(
     try:
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
         persist = Persist(repository, should_stop=stop.wait, say=say_and_alert)
-        journal = RepositoryJournal(repository, persist)
+        restart = restart_point(repository, config, resolved.cls)
+        journal = RepositoryJournal(repository, persist, restart.last_order_id if restart else 0)
         cursors = repository.cursors()
         has_history = journal.catching_up or bool(cursors)
         if has_history and repository.instance().config_hash != config_hash(config):
@@ -246,18 +267,29 @@ def run_bot(
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
         feeds = build_feeds(
-            config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo, ibkr=ibkr, client=client
+            config,
+            stop=stop,
+            resume_after_ns=resume_after_ns,
+            say=say,
+            yahoo=yahoo,
+            ibkr=ibkr,
+            client=client,
+            restart=restart,
         )
         alerts.watch_exchange(feeds.client, repository)
         if resume_after_ns is not None:
             say(
-                f"resuming {config.name}: re-reading history up to "
-                f"{dt.datetime.fromtimestamp(resume_after_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M} UTC, "
+                f"resuming {config.name}: re-reading history"
+                + (f" from the snapshot at {restart.time:%Y-%m-%d %H:%M} UTC" if restart else "")
+                + f" up to {dt.datetime.fromtimestamp(resume_after_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M} UTC, "
                 f"{journal.to_adopt} stored orders to re-adopt"
             )
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
         cerebro.broker = PaperBroker(alerts.journal(journal, cerebro.datas))
         configure_broker(cerebro.broker, config)
+        if restart is not None:  # the cash and the pause as they were on the snapshot's candle
+            cerebro.broker.set_cash(restart.strategy_state["cash"])
+            control.paused = bool(restart.state["paused"])
         for feed in feeds.feeds:
             cerebro.adddata(feed)
         listener = BotListener(
@@ -271,10 +303,17 @@ def run_bot(
             operator_cancels(repository),
             started,
             alerts,
+            Snapshots(control.entries_paused) if snapshots_supported(config, resolved.cls) else None,
+            restart,
         )
         alerts.started(journal, resume_after_ns)
         strategy_class = feeds.strategy(resolved.cls)
-        cerebro.addstrategy(strategy_class, **resolved.params, events=control.listen(listener, alerts))
+        cerebro.addstrategy(
+            strategy_class,
+            **resolved.params,
+            events=control.listen(listener, alerts),
+            resume=restart.resume() if restart else None,
+        )
         status = "crashed"  # until the run returns
         strategy: Strategy = cerebro.run()[0]
         listener.finished(stop.is_set())

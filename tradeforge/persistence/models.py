@@ -255,3 +255,15 @@ class NotificationOutbox(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class StrategySnapshot(Base):
+    """A bot's latest restart point: the state of its strategy at the end of a candle on which it was
+    flat (no position, no order), committed with that candle's cursor. A restart replays only from
+    here (engine/runtime.py); one row per bot, replaced as the bot moves on."""
+
+    __tablename__ = "strategy_snapshots"
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bot_instances.id", ondelete="CASCADE"), primary_key=True)
+    time: Mapped[dt.datetime] = mapped_column(UtcDateTime)  # open time of the candle it was taken after
+    last_order_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))  # 0: none yet
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -55,6 +55,7 @@ from tradeforge.persistence.models import (
     Fill,
     Order,
     OrderStatus,
+    StrategySnapshot,
     Trade,
     TradeStatus,
 )
@@ -806,6 +807,37 @@ class Repository:
             if Decimal(amount) != 0:
                 problems.append(Problem(f"trade {trade_id}", f"closed with {Decimal(amount)} still open"))
         return problems
+
+    # --- strategy snapshots: restart points (engine/runtime.py) -----------------------------------
+
+    def checkpoint_with_snapshot(
+        self,
+        time: dt.datetime,
+        candles: list[tuple[str, str, dt.datetime]],
+        equity: Decimal,
+        cash: Decimal,
+        last_order_id: int,
+        state: dict[str, Any],
+    ) -> None:
+        """`checkpoint`, and the strategy's state at this flat candle as the bot's restart point, in
+        the same commit: the snapshot is never ahead of the cursor, nor of the orders it counts."""
+        snapshots = cast(Table, StrategySnapshot.__table__)
+        row = {"time": time, "last_order_id": last_order_id, "state": state}
+        with self._transaction() as connection:
+            for symbol, timeframe, open_time in candles:
+                self._advance_cursor(connection, symbol, timeframe, open_time)
+            point = {"bot_id": self.bot_id, "time": time, "equity": equity, "cash": cash}
+            if self._upserts.equity is not None:
+                connection.execute(self._upserts.equity, point)
+            elif connection.execute(_EQUITY_EXISTS, {"bot_id": self.bot_id, "time": time}).first() is None:
+                connection.execute(_INSERT_EQUITY, point)
+            if not connection.execute(update(snapshots).where(snapshots.c.bot_id == self.bot_id), row).rowcount:
+                connection.execute(insert(snapshots), {"bot_id": self.bot_id, **row})
+
+    def latest_snapshot(self) -> StrategySnapshot | None:
+        """The bot's restart point, if it has been flat at the end of a candle since snapshots exist."""
+        with self._tx() as session:
+            return session.get(StrategySnapshot, self.bot_id)
 
 
 _S = OrderStatus

@@ -21,6 +21,7 @@ import backtrader as bt
 import numpy as np
 
 from tradeforge.feeds.arrays import bar_datetime, from_bt_dates
+from tradeforge.resilience.errors import Fatal
 from tradeforge.strategies.mixins.kinds import (
     Bars,
     EntryMixin,
@@ -101,6 +102,28 @@ class SymbolBook:
     closing_size: float = 0.0  # size of the trade the last exit fill closed
 
 
+@dataclass
+class TradeStats:
+    """Running totals of the closed trades' PnL, what Kelly sizing reads. Sums are left folds in
+    trade order (Python's `sum` of the list on 3.11), so a restart from a snapshot of these five
+    numbers continues bit for bit."""
+
+    count: int = 0
+    wins: int = 0
+    win_sum: float = 0.0
+    losses: int = 0
+    loss_sum: float = 0.0  # of the losses' absolute values
+
+    def add(self, pnl: float) -> None:
+        self.count += 1
+        if pnl > 0:
+            self.wins += 1
+            self.win_sum += pnl
+        elif pnl < 0:
+            self.losses += 1
+            self.loss_sum += -pnl
+
+
 class ComposedMeta(type(bt.Strategy)):  # type: ignore[misc]
     """Merges the parameters every mixin base declares into the class's Backtrader `params`."""
 
@@ -136,7 +159,7 @@ DIRECTIONS = ("long", "short", "both")
 class Strategy(bt.Strategy, metaclass=ComposedMeta):
     """Base for composed strategies: `class MyStrat(SmaCrossEntry, StopLoss, PercentEquity, Strategy)`."""
 
-    params = (("direction", "long"), ("events", None))
+    params = (("direction", "long"), ("events", None), ("resume", None))
     strategy_param_specs: ClassVar[dict[str, Param]] = {
         "direction": Param("long", choices=DIRECTIONS, doc="which sides the strategy may trade"),
     }
@@ -154,10 +177,12 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         ]
         self._book_of = {id(book.data): book for book in self.books}
         self.closed_trades: list[TradeRecord] = []
+        self.trade_stats = TradeStats()
         self.equity = array("d")
         self.window = 0
         self._on_bar = getattr(self.p.events, "on_bar", None)  # runtime hook after each decided candle
         self._entries_paused = getattr(self.p.events, "entries_paused", None)  # operator /pause (engine/control.py)
+        self._resume: Resume | None = self.p.resume  # restart from a snapshot: skip bars up to it
 
     # --- set-up: signals computed over whole arrays ----------------------------------------------
 
@@ -217,6 +242,8 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         self.equity.append(value)
 
     def next(self) -> None:
+        if self._resume is not None and self._resuming():
+            return
         if self.entry_mixin is None:
             return
         for book in self.books:
@@ -378,6 +405,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         )
         book.trades.append(record)
         self.closed_trades.append(record)
+        self.trade_stats.add(record.pnl)
         for mixin in self.protection_mixins:
             mixin.on_trade_closed(self, book, record, len(book.data) - 1)
         self._emit("on_trade", book, record)
@@ -386,6 +414,84 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         listener = self.p.events
         if listener is not None and hasattr(listener, hook):
             getattr(listener, hook)(self, *args)
+
+    # --- snapshots: restart from a flat candle instead of from the first one -------------------
+
+    def is_flat(self) -> bool:
+        """No position, no order in flight or resting, no order notification still to deliver: the
+        strategy's future depends on nothing but what `restart_state` captures (and the candles)."""
+        broker = self.broker
+        if broker.pending or broker.submitted or broker._toactivate or broker.notifs:
+            return False
+        return not any(
+            book.side is not None
+            or book.entry_order is not None
+            or book.exit_order is not None
+            or book.protective
+            or book.unprotected
+            or self.getposition(book.data).size
+            for book in self.books
+        )
+
+    def restart_state(self) -> dict[str, Any]:
+        """The state a flat strategy's next decisions depend on besides the candles (call at the end
+        of a candle, when `is_flat`). Bar positions are stored as distances from this candle, so a
+        restart that re-reads fewer candles maps them onto its own bar numbers."""
+        bars = len(self.equity)
+        return {
+            "window": self.window,
+            "cash": self.broker.getcash(),
+            "books": {
+                book.symbol: {
+                    "time": bar_datetime(book.clock[0]).isoformat() if book.clock._idx >= 0 else None,
+                    "exit_bars_ago": None if book.last_exit_index is None else book.clock._idx - book.last_exit_index,
+                    "exit_reason": book.last_exit_reason,
+                    "exit_price": book.last_exit_price,
+                }
+                for book in self.books
+            },
+            "trade_stats": vars(self.trade_stats).copy(),
+            "mixins": {
+                m.name: state for m in self.protection_mixins if (state := m.saved_state(self, bars)) is not None
+            },
+        }
+
+    def _resuming(self) -> bool:
+        """While re-reading the candles before the snapshot: only fill the feeds' lines (the windowed
+        indicators need them). On the snapshot's own candle: restore the state. True = skip the bar."""
+        resume = self._resume
+        assert resume is not None
+        now = self.datetime[0]
+        if now < resume.at:
+            return True
+        if now > resume.at:
+            raise Fatal(
+                f"restart from a snapshot failed: its candle ({bar_datetime(resume.at):%Y-%m-%d %H:%M} UTC) "
+                "was not in the re-read history, so the stored candles changed since it was taken; run "
+                "`tradeforge db check` and start this strategy under a new bot name (`name:`) or restore "
+                "the candles"
+            )
+        self._resume = None
+        self._restore_state(resume.state)
+        if self._on_bar is not None:
+            self._on_bar(self)
+        return True
+
+    def _restore_state(self, state: dict[str, Any]) -> None:
+        bars = len(self.equity)
+        for book in self.books:
+            book.last_index = book.clock._idx
+            saved = state["books"].get(book.symbol)
+            if saved is None:
+                continue
+            ago = saved["exit_bars_ago"]
+            book.last_exit_index = None if ago is None else book.clock._idx - ago
+            book.last_exit_reason, book.last_exit_price = saved["exit_reason"], saved["exit_price"]
+        self.trade_stats = TradeStats(**state["trade_stats"])
+        for mixin in self.protection_mixins:
+            saved = state["mixins"].get(mixin.name)
+            if saved is not None:
+                mixin.load_state(self, saved, bars)
 
     # --- results -------------------------------------------------------------------------------
 
@@ -422,6 +528,15 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         """(UTC nanosecond timestamps, portfolio value at each bar's close)."""
         stamps = np.frombuffer(self.lines.datetime.array, dtype=np.float64)[: len(self.equity)]
         return from_bt_dates(stamps), np.frombuffer(self.equity, dtype=np.float64).copy()
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a restart from a snapshot picks up: the snapshot candle (a Backtrader day number, the
+    strategy's clock) and the state `Strategy.restart_state` returned there."""
+
+    at: float
+    state: dict[str, Any]
 
 
 def _one_or_none(cls: type, kind: type[M]) -> type[M] | None:

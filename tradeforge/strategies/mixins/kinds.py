@@ -8,7 +8,7 @@ per-bar cost of a composed strategy close to that of a hand-written one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -108,6 +108,14 @@ class ProtectionMixin(Mixin):
 
     def on_trade_closed(self, book: SymbolBook, trade: TradeRecord, index: int) -> None:
         """Called once per closed trade, before the next entry decision."""
+
+    def saved_state(self, bars: int) -> dict[str, Any] | None:
+        """The protection's state at the end of bar number `bars` (the equity curve's length), as
+        JSON, with bar numbers stored relative to `bars`; None when it keeps none."""
+        return None
+
+    def load_state(self, state: dict[str, Any], bars: int) -> None:
+        """Take back what `saved_state` returned, on the same candle, now bar number `bars`."""
 
 
 MIXIN_KINDS: dict[str, type[Mixin]] = {

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -41,7 +40,22 @@ class MaxDrawdown(ProtectionMixin):
     }
 
     def prepare(self, book: SymbolBook, bars: Bars) -> None:
-        self.__dict__["_max_drawdown_state"] = {"peak": 0.0, "seen": 0, "until": None}
+        # Kept across the per-candle prepares of a live run: the fold below is incremental.
+        self.__dict__.setdefault("_max_drawdown_state", {"peak": 0.0, "seen": 0, "until": None})
+
+    def saved_state(self, bars: int) -> dict[str, Any]:
+        MaxDrawdown.entry_blocked(self, None, bars)  # type: ignore[arg-type]  # fold every close in
+        state = self.__dict__["_max_drawdown_state"]
+        until = state["until"]
+        return {"peak": state["peak"], "seen": state["seen"] - bars, "until": None if until is None else until - bars}
+
+    def load_state(self, state: dict[str, Any], bars: int) -> None:
+        until = state["until"]
+        self.__dict__["_max_drawdown_state"] = {
+            "peak": state["peak"],
+            "seen": bars + state["seen"],
+            "until": None if until is None else bars + until,
+        }
 
     def entry_blocked(self, book: SymbolBook, index: int) -> str | None:
         p = self.mixin_params(MaxDrawdown)
@@ -98,6 +112,16 @@ class StoplossGuard(ProtectionMixin):
             return "too many stop-losses recently"
         return None
 
+    def saved_state(self, bars: int) -> dict[str, Any]:
+        state = self.__dict__["_stoploss_guard_state"]
+        return {"stops": [bar - bars for bar in state["stops"]], "until": state["until"] - bars}
+
+    def load_state(self, state: dict[str, Any], bars: int) -> None:
+        self.__dict__["_stoploss_guard_state"] = {
+            "stops": [bars + bar for bar in state["stops"]],
+            "until": bars + state["until"],
+        }
+
 
 class DailyLossLimit(ProtectionMixin):
     """Halt new entries for the rest of the UTC day once equity has closed `pct` (fraction) below
@@ -109,15 +133,35 @@ class DailyLossLimit(ProtectionMixin):
     }
 
     def entry_blocked(self, book: SymbolBook, index: int) -> str | None:
-        equity = self.equity  # type: ignore[attr-defined]
-        stamps = self.lines.datetime.array  # type: ignore[attr-defined]
-        today = int(stamps[len(equity) - 1])  # Backtrader day numbers: the integer part is the UTC day
-        first_today = bisect.bisect_left(stamps, float(today), 0, len(equity))
-        start_value = equity[first_today - 1] if first_today > 0 else equity[0]
+        state = DailyLossLimit._fold(self)
         limit = self.mixin_params(DailyLossLimit)["pct"]
-        if min(equity[first_today:]) <= start_value * (1 - limit):
+        if state["low"] <= state["start"] * (1 - limit):
             return f"daily loss limit {limit:.0%} reached"
         return None
+
+    def _fold(self) -> dict[str, Any]:
+        """Today's (the latest close's UTC day) starting equity (the previous day's last close, or the
+        first close of the run) and lowest close so far, folded in close by close."""
+        state = self.__dict__.setdefault("_daily_loss_state", {"seen": 0, "day": None, "start": 0.0, "low": 0.0})
+        equity = self.equity  # type: ignore[attr-defined]
+        stamps = self.lines.datetime.array  # type: ignore[attr-defined]
+        day, start, low = state["day"], state["start"], state["low"]
+        for bar in range(state["seen"], len(equity)):
+            value = equity[bar]
+            today = int(stamps[bar])  # Backtrader day numbers: the integer part is the UTC day
+            if today != day:
+                day, start, low = today, equity[bar - 1] if bar else value, value
+            elif value < low:
+                low = value
+        state.update(seen=len(equity), day=day, start=start, low=low)
+        return state
+
+    def saved_state(self, bars: int) -> dict[str, Any]:
+        state = DailyLossLimit._fold(self)
+        return {"day": state["day"], "start": state["start"], "low": state["low"]}
+
+    def load_state(self, state: dict[str, Any], bars: int) -> None:
+        self.__dict__["_daily_loss_state"] = {**state, "seen": bars}
 
 
 PROTECTIONS: tuple[type[ProtectionMixin], ...] = (Cooldown, MaxDrawdown, StoplossGuard, DailyLossLimit)

@@ -9,7 +9,7 @@ from tradeforge.strategies.mixins.kinds import Side, SizingMixin
 from tradeforge.strategies.params import Param
 
 if TYPE_CHECKING:
-    from tradeforge.strategies.base import SymbolBook
+    from tradeforge.strategies.base import SymbolBook, TradeStats
 
 
 def _equity_and_cash(strategy: Any, book: SymbolBook) -> tuple[float, float]:
@@ -92,24 +92,23 @@ class Kelly(SizingMixin):
 
     def position_size(self, book: SymbolBook, side: Side, price: float) -> float:
         p = self.mixin_params(Kelly)
-        fraction = kelly_fraction([t.pnl for t in self.closed_trades], p["min_trades"])  # type: ignore[attr-defined]
+        fraction = kelly_fraction(self.trade_stats, p["min_trades"])  # type: ignore[attr-defined]
         pct = p["default_pct"] if fraction is None else min(fraction * p["multiplier"] * 100, p["cap_pct"])
         equity, cash = _equity_and_cash(self, book)
         return max(min(equity * pct / 100, cash), 0.0) / price
 
 
-def kelly_fraction(pnls: list[float], min_trades: int) -> float | None:
-    """W - (1 - W) / R from trade PnLs; None with too little history; 0 when there is no edge."""
-    if len(pnls) < min_trades:
+def kelly_fraction(stats: TradeStats, min_trades: int) -> float | None:
+    """W - (1 - W) / R from the closed trades' PnL totals; None with too little history; 0 when
+    there is no edge."""
+    if stats.count < min_trades:
         return None
-    wins = [x for x in pnls if x > 0]
-    losses = [-x for x in pnls if x < 0]
-    if not losses:
+    if not stats.losses:
         return 1.0
-    if not wins:
+    if not stats.wins:
         return 0.0
-    win_rate = len(wins) / len(pnls)
-    payoff = (sum(wins) / len(wins)) / (sum(losses) / len(losses))
+    win_rate = stats.wins / stats.count
+    payoff = (stats.win_sum / stats.wins) / (stats.loss_sum / stats.losses)
     return max(win_rate - (1 - win_rate) / payoff, 0.0)
 
 
