@@ -33,9 +33,9 @@ import backtrader as bt
 
 from tradeforge.brokers.orders import OrderRefused
 from tradeforge.brokers.paper import OrderJournal, money
-from tradeforge.brokers.venue import Venue
+from tradeforge.brokers.venue import OrderState
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
-from tradeforge.persistence.repository import OrderIntent
+from tradeforge.persistence.repository import OrderIntent, Repository
 from tradeforge.resilience.errors import Fatal, Temporary
 
 _NS_PER_S = 1_000_000_000
@@ -44,6 +44,22 @@ _SYNC_RETRY_SECONDS = 1.0
 
 def _logger() -> logging.Logger:
     return logging.getLogger("tradeforge.brokers.live")
+
+
+class OrderVenue(Protocol):
+    """The part of `Venue` (brokers/venue.py) the broker uses: placing, syncing and canceling."""
+
+    repository: Repository
+
+    def check(self, intent: OrderIntent, reference_price: Decimal) -> OrderIntent: ...
+
+    def supports(self, symbol: str, order_type: str) -> bool: ...
+
+    def send(self, symbol: str, client_order_id: str) -> OrderState: ...
+
+    def sync(self, symbol: str, client_order_id: str) -> OrderState: ...
+
+    def cancel(self, symbol: str, client_order_id: str) -> OrderState: ...
 
 
 class JournalWithReplay(OrderJournal, Protocol):
@@ -82,7 +98,7 @@ class LiveBroker(bt.BrokerBase):
 
     def __init__(
         self,
-        venue: Venue,
+        venue: OrderVenue,
         journal: JournalWithReplay,
         *,
         cash: float,

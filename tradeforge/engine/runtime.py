@@ -24,6 +24,7 @@ from typing import Any
 
 import backtrader as bt
 
+from tradeforge.brokers.live import LiveBroker
 from tradeforge.brokers.paper import PaperBroker, money
 from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
@@ -187,16 +188,9 @@ def run_bot(
     """Run a paper bot until its feed ends or `stop` is set (`yahoo`: client, clock, sleep for its feeds)."""
     started = time.monotonic()
     if config.mode == "live":
-        raise ConfigError(
-            [
-                Problem(
-                    "mode",
-                    "live trading needs a live broker, which this version does not have yet "
-                    "(Binance support is coming); use mode: paper",
-                    "live",
-                )
-            ]
-        )
+        from tradeforge.engine import live  # ccxt loads only for a bot that needs it
+
+        live.check_live(config)
     if config.data.source not in ("replay", "binance", "yahoo"):
         raise ConfigError(
             [
@@ -237,6 +231,8 @@ def run_bot(
                 f"bot {config.name!r} has history in this database under a different config (strategy, broker "
                 "or data changed); give the new setup a new `name:` or restore the old config"
             )
+        if config.mode == "live":
+            live.check_history(repository, has_history)
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
         feeds = build_feeds(config, stop=stop, resume_after_ns=resume_after_ns, say=say, yahoo=yahoo)
@@ -247,8 +243,20 @@ def run_bot(
                 f"{journal.to_adopt} stored orders to re-adopt"
             )
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
-        cerebro.broker = PaperBroker(alerts.journal(journal, cerebro.datas))
-        configure_broker(cerebro.broker, config)
+        if config.mode == "live" and feeds.client is not None:
+            cerebro.broker = live.live_broker(
+                config,
+                config_hint,
+                feeds.client,
+                repository,
+                alerts.journal(journal, cerebro.datas),
+                lambda candle_ns: resume_after_ns is not None and candle_ns <= resume_after_ns,
+                stop,
+                say,
+            )
+        else:
+            cerebro.broker = PaperBroker(alerts.journal(journal, cerebro.datas))
+            configure_broker(cerebro.broker, config)
         for feed in feeds.feeds:
             cerebro.adddata(feed)
         listener = BotListener(
@@ -270,7 +278,10 @@ def run_bot(
         strategy: Strategy = cerebro.run()[0]
         listener.finished(stop.is_set())
         if stop.is_set() and config.cancel_open_orders_on_exit:
-            cancel_open_orders_on_exit(repository, persist, say)
+            if isinstance(cerebro.broker, LiveBroker):
+                live.cancel_on_exit(cerebro.broker.venue, say)
+            else:
+                cancel_open_orders_on_exit(repository, persist, say)
         status = "stopped" if stop.is_set() else "finished"
         result = collect_result(config, feeds.delivered(), resolved, strategy, config.broker.cash)
         return RunOutcome(result, journal.adopted, stop.is_set())
