@@ -232,3 +232,41 @@ def test_an_order_below_the_minimum_is_refused_before_anything_is_written(
     assert strategy.seen["dust"] == ["Submitted", "Rejected"]
     assert "below the exchange's minimum" in strategy.orders["dust"].info.refused
     assert repository.orders() == [] and fake.calls("POST", "/api/v3/order") == []
+
+
+def test_an_oco_take_profit_emulated_beside_an_exchange_stop_cancels_the_stop_before_it_sells(
+    fake: FakeBinance, gateway: OrderGateway, repository: Repository
+):
+    at = {row[0]: row for row in fake.series[("BTCUSDT", "1h")].rows}
+    target = max(float(at[T0 + i * HOUR][2]) for i in range(2, 12)) - 1.0
+
+    def protect(s: Scripted) -> None:
+        stop = s.sell(size=0.00999, exectype=bt.Order.Stop, price=30_000.0, role="protective")
+        take = s.sell(size=0.00999, exectype=bt.Order.Limit, price=target, oco=stop, role="protective")
+        s.orders |= {"stop": stop, "take": take}
+
+    script = {WARMUP: place("entry", size=0.01, role="entry"), WARMUP + 1: protect}
+    strategy, broker = run(gateway, fake, script, WARMUP + 13)
+    # Spot: one balance backs one resting sell, so the exchange holds the stop and the bot watches the target.
+    assert strategy.orders["take"].info.emulated == "limit"
+    assert fake.order(client_id(strategy, "stop")).type == "STOP_LOSS"
+    assert fake.order(client_id(strategy, "stop")).status == "CANCELED"
+    assert fake.order(client_id(strategy, "take")).type == "MARKET"
+    assert strategy.seen["stop"] == ["Submitted", "Accepted", "Canceled"]
+    assert strategy.seen["take"] == ["Submitted", "Accepted", "Completed"]
+    assert broker.getposition(strategy.data).size == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_trailing_stop_is_emulated_and_follows_the_close_up(
+    fake: FakeBinance, gateway: OrderGateway, repository: Repository
+):
+    def trail(s: Scripted) -> None:
+        s.orders["trail"] = s.sell(size=0.00999, exectype=bt.Order.StopTrail, trailpercent=0.002, role="protective")
+
+    script = {WARMUP: place("entry", size=0.01, role="entry"), WARMUP + 1: trail}
+    strategy, _ = run(gateway, fake, script, WARMUP + 30)
+    order = strategy.orders["trail"]
+    assert order.info.emulated == "trailing" and strategy.seen["trail"][-1] == "Completed"
+    assert [o.type for o in fake.orders] == ["MARKET", "MARKET"]
+    first_close = float(strategy.data.close.array[WARMUP])  # the close it was placed on
+    assert order.info.triggered_at > first_close * 0.998  # it had moved up before it was hit
