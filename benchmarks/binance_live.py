@@ -21,6 +21,7 @@ before the order request, so the limiter, not tradeforge, sets most of the laten
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import statistics
 import sys
 import tempfile
@@ -54,7 +55,7 @@ class FlipFlop(bt.Strategy):
     """Buys on a live candle, sells what it bought on the next one its buy has filled by: an order
     request on every candle that has no order in flight."""
 
-    params = (("count", 0), ("stop", None), ("decided", None))
+    params = (("count", 0), ("stop", None), ("decided", None), ("decided_on", None))
 
     def __init__(self) -> None:
         self.pending: bt.Order | None = None
@@ -74,6 +75,8 @@ class FlipFlop(bt.Strategy):
             self.pending = self.sell(size=held, role="exit")
         else:
             self.pending = self.buy(size=0.001, role="entry")
+        opened = round(bt.num2date(self.data.datetime[0]).replace(tzinfo=dt.UTC).timestamp() * 1000)
+        self.p.decided_on[self.pending.info.client_order_id] = opened
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -130,7 +133,8 @@ def main() -> None:
     cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
     cerebro.broker = broker
     cerebro.adddata(feed, name="BTC/USDT")
-    cerebro.addstrategy(FlipFlop, count=args.candles, stop=stop, decided=[])
+    decided_on: dict[str, int] = {}  # client order id -> open ms of the candle it was decided on
+    cerebro.addstrategy(FlipFlop, count=args.candles, stop=stop, decided=[], decided_on=decided_on)
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
     cerebro.run()
@@ -138,20 +142,27 @@ def main() -> None:
     driver.join()
     fake.stop()
 
-    # The order placed on a candle arrives after that candle closed (the fake's clock at T0 + (i+1)h).
-    sent_at = {r.market_time: at for (at, _), r in zip(fake.arrivals, fake.calls("POST", "/api/v3/order"), strict=True)}
-    to_order = sorted((sent_at[t + HOUR] - closes[t]) * 1000 for t in closes if t + HOUR in sent_at)
+    # Each order by its client id, back to the candle it was decided on (the bot may lag behind the clock).
+    arrived = {client_id: at for at, client_id in fake.arrivals}
+    to_order = sorted((arrived[cid] - closes[t]) * 1000 for cid, t in decided_on.items() if cid in arrived)
     received = sorted((feed.emitted_at[t] - closes_mono[t]) * 1000 for t in closes_mono if t in feed.emitted_at)
     calls = client.calls - calls_before
     print(
-        f"candles decided live: {len(to_order)} (poll <= {args.poll * 1000:g} ms, a close every {args.gap * 1000:g} ms)"
+        f"candles received live: {len(received)}, orders timed: {len(to_order)} (poll <= {args.poll * 1000:g} ms, "
+        f"a close every {args.gap * 1000:g} ms, ccxt rateLimit {client.exchange.rateLimit} ms per weight unit)"
     )
     for name, values in (("close -> candle received", received), ("close -> order at exchange", to_order)):
         print(
             f"{name}: p50 {statistics.median(values):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
             f"max {values[-1]:.1f} ms"
         )
-    print(f"REST calls per candle: {calls / max(1, len(received)):.1f} (feed and broker)")
+    feed_paths = ("/api/v3/time", "/api/v3/klines")
+    broker_calls = sum(1 for r in fake.requests if r.path not in feed_paths and r.market_time > T0)
+    candles = max(1, len(received))
+    print(
+        f"REST calls per candle: {calls / candles:.1f} in all; broker {broker_calls / candles:.1f} "
+        f"(order, trades, syncs); the feed's time checks poll every --poll with this accelerated clock"
+    )
     print(f"orders: {len(repository.orders())}, fills recorded: {len(repository.fills())}")
 
 
