@@ -78,6 +78,7 @@ class _Tracked:
     client_order_id: str | None = None  # None: emulated, not triggered yet
     delivered: set[str] = field(default_factory=set)  # venue trade ids executed into Backtrader
     done: bool = False
+    group: list[_Tracked] = field(default_factory=list)  # its OCO group, itself included
     emulated: str | None = None  # stop | limit | trailing: watched on candles by the broker
     level: float = 0.0  # emulated trigger level
     seen_bars: int = 0  # len(data) when submitted or last watched
@@ -118,9 +119,8 @@ class LiveBroker(bt.BrokerBase):
         self.stop_event = stop or threading.Event()
         self.positions: dict[Any, bt.Position] = {}
         self.notifs: list[bt.Order] = []
-        self._tracked: list[_Tracked] = []
+        self._tracked: list[_Tracked] = []  # orders not done yet, in submission order
         self._by_ref: dict[int, _Tracked] = {}
-        self._groups: dict[int, list[_Tracked]] = {}  # OCO group (first member's ref) -> members
         self._live = False
         self._fills: dict[str, list[_StoredFill]] | None = None
         self.value = self.cash
@@ -195,7 +195,8 @@ class LiveBroker(bt.BrokerBase):
         tracked = _Tracked(order, order.data._name, seen_bars=len(order.data))
         self._tracked.append(tracked)
         self._by_ref[order.ref] = tracked
-        group = self._groups.setdefault(oco.ref if oco is not None else order.ref, [])
+        partner = self._by_ref.get(oco.ref) if oco is not None else None
+        group = tracked.group = partner.group if partner is not None else []
         group.append(tracked)
         kind = _KINDS.get(order.exectype, "market")
         if kind == "trailing" or (
@@ -218,7 +219,7 @@ class LiveBroker(bt.BrokerBase):
 
     def next(self) -> None:
         """Once per candle, before the strategy decides on it: sync, deliver, watch emulated orders."""
-        stamps = [data.datetime[0] for data in self.positions_datas() if len(data)]
+        stamps = [data.datetime[0] for data in self._datas() if len(data)]
         if not stamps:
             return
         candle_ns = _to_ns(max(stamps))
@@ -231,9 +232,11 @@ class LiveBroker(bt.BrokerBase):
             self._sync_open_orders()
         self._deliver(close_ns)
         self._watch_emulated()
+        self._tracked = [t for t in self._tracked if not t.done]
+        self._by_ref = {t.order.ref: t for t in self._tracked}
         self.getvalue()
 
-    def positions_datas(self) -> list[Any]:
+    def _datas(self) -> list[Any]:
         cerebro = getattr(self, "cerebro", None)
         return list(cerebro.datas) if cerebro is not None else list(self.positions)
 
@@ -328,18 +331,16 @@ class LiveBroker(bt.BrokerBase):
         stored = self.repository.order(client_id)
         if stored is not None and stored.status not in TERMINAL_ORDER_STATUSES:
             self.venue.cancel(tracked.symbol, client_id)
-        self._fills = None
+            self._fills = None  # the confirmation may have recorded fills
         self._settle(tracked, None)
         if not tracked.done:  # the venue answered without a terminal state: treat as canceled locally
             tracked.done = True
             tracked.order.cancel()
             self.notify(tracked.order)
 
-    def _partners(self, tracked: _Tracked) -> list[_Tracked]:
-        for members in self._groups.values():
-            if tracked in members:
-                return [m for m in members if m is not tracked and not m.done]
-        return []
+    @staticmethod
+    def _partners(tracked: _Tracked) -> list[_Tracked]:
+        return [m for m in tracked.group if m is not tracked and not m.done]
 
     # --- what the venue did, delivered from the database -----------------------------------------
 
