@@ -93,7 +93,7 @@ def lookup_policy(client: ExchangeClient) -> LookupPolicy:
 def live_broker(
     config: BotConfig,
     config_hint: str,
-    client: ExchangeClient,
+    client: ExchangeClient | None,
     repository: Repository,
     journal: JournalWithReplay,
     rereading: Callable[[int], bool],
@@ -101,6 +101,8 @@ def live_broker(
     say: Callable[[str], None],
 ) -> LiveBroker:
     """The live broker, after the banner; it reconciles on its first live candle."""
+    if client is None:  # check_live refuses such a config first; never fall back to paper fills
+        raise Fatal("mode: live needs an exchange feed (data.source: binance)")
     quote = config.data.symbols[0].split("/")[-1]
     capital = starting_capital(repository, client, config.broker.cash, quote)
     say(banner(config, client, capital, quote))

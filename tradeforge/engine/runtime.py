@@ -243,7 +243,7 @@ def run_bot(
                 f"{journal.to_adopt} stored orders to re-adopt"
             )
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
-        if config.mode == "live" and feeds.client is not None:
+        if config.mode == "live":
             cerebro.broker = live.live_broker(
                 config,
                 config_hint,
@@ -283,7 +283,7 @@ def run_bot(
             else:
                 cancel_open_orders_on_exit(repository, persist, say)
         status = "stopped" if stop.is_set() else "finished"
-        result = collect_result(config, feeds.delivered(), resolved, strategy, config.broker.cash)
+        result = collect_result(config, feeds.delivered(), resolved, strategy, cerebro.broker.startingcash)
         return RunOutcome(result, journal.adopted, stop.is_set())
     except Exception as exc:
         alerts.failed(exc)
