@@ -122,7 +122,10 @@ class LiveBroker(bt.BrokerBase):
         self._tracked: list[_Tracked] = []  # orders not done yet, in submission order
         self._by_ref: dict[int, _Tracked] = {}
         self._live = False
-        self._fills: dict[str, list[_StoredFill]] | None = None
+        self._fills: dict[str, list[_StoredFill]] = {}  # client order id -> its stored fills
+        self._fills_stale = True  # a venue call may have recorded fills since they were read
+        self._last_fill_id = 0
+        self._client_ids: dict[int, str] = {}  # order row id -> client order id
         self.value = self.cash
 
     # --- Backtrader's broker interface -----------------------------------------------------------
@@ -290,12 +293,13 @@ class LiveBroker(bt.BrokerBase):
         order.addinfo(client_order_id=client_id)
         if not adopting:
             self.venue.send(checked.symbol, client_id)
-            self._fills = None  # the answer may have carried fills
+            self._fills_stale = True  # the answer may have carried fills
         stored = self.repository.order(client_id)
+        if stored is not None:
+            self._client_ids[stored.id] = client_id
         status = stored.status if stored is not None else OrderStatus.LOST
         if status in (OrderStatus.REJECTED, OrderStatus.LOST):
             tracked.done = True
-            self._fills = None
             self._refuse(order, stored)
             return
         if order.status != order.Accepted:  # an emulated order was accepted when it was placed
@@ -331,7 +335,7 @@ class LiveBroker(bt.BrokerBase):
         stored = self.repository.order(client_id)
         if stored is not None and stored.status not in TERMINAL_ORDER_STATUSES:
             self.venue.cancel(tracked.symbol, client_id)
-            self._fills = None  # the confirmation may have recorded fills
+            self._fills_stale = True  # the confirmation may have recorded fills
         self._settle(tracked, None)
         if not tracked.done:  # the venue answered without a terminal state: treat as canceled locally
             tracked.done = True
@@ -361,14 +365,15 @@ class LiveBroker(bt.BrokerBase):
                     if self.stop_event.wait(_SYNC_RETRY_SECONDS):
                         raise
             if state.new_fills or state.status != stored.status:
-                self._fills = None
+                self._fills_stale = True
 
     def _stored_fills(self) -> dict[str, list[_StoredFill]]:
-        if self._fills is None:
-            ids = {o.id: o.client_order_id for o in self.repository.orders()}
-            fills: dict[str, list[_StoredFill]] = {}
-            for fill in self.repository.fills():
-                fills.setdefault(ids[fill.order_id], []).append(
+        """Stored fills by client order id, read incrementally (only rows newer than the last read)."""
+        if self._fills_stale:
+            for fill in self.repository.fills(after_id=self._last_fill_id):
+                if fill.order_id not in self._client_ids:
+                    self._client_ids = {o.id: o.client_order_id for o in self.repository.orders()}
+                self._fills.setdefault(self._client_ids[fill.order_id], []).append(
                     _StoredFill(
                         fill.venue_trade_id,
                         Decimal(fill.amount),
@@ -378,7 +383,8 @@ class LiveBroker(bt.BrokerBase):
                         _to_ns_time(fill.time),
                     )
                 )
-            self._fills = fills
+                self._last_fill_id = fill.id
+            self._fills_stale = False
         return self._fills
 
     def _deliver(self, close_ns: int) -> None:
