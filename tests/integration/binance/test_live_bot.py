@@ -35,7 +35,7 @@ def live_config(fake: FakeBinance, root: Path, name: str, **exchange: Any) -> Bo
     document = bot_config(fake, root, name).model_dump(mode="json")
     document["mode"] = "live"
     document["broker"]["cash"] = 5000
-    document["exchange"] |= {"live_confirmed": True, "options": {"fetchCurrencies": False, "recvWindow": 500}}
+    document["exchange"] |= {"live_confirmed": True, "options": {"fetchCurrencies": False, "recvWindow": 1500}}
     document["exchange"] |= exchange
     return BotConfig.model_validate(document)
 

@@ -42,7 +42,7 @@ def write_config(fake: FakeBinance, root: Path) -> tuple[Path, BotConfig]:
         f"name: crashy\nmode: live\ndata_dir: {root}/user_data\n"
         "data: {source: binance, symbols: [BTC/USDT], timeframe: 1h}\n"
         "broker: {cash: 5000}\n"
-        f"exchange: {{urls: {{{urls}}}, options: {{fetchCurrencies: false, recvWindow: 500}}, poll_interval: 0.005,"
+        f"exchange: {{urls: {{{urls}}}, options: {{fetchCurrencies: false, recvWindow: 1500}}, poll_interval: 0.005,"
         f" grace: 0, warmup_candles: 30, retries: 2, live_confirmed: true}}\n"
         # Fast crosses and a tight stop: many orders, protective stops resting on the exchange.
         "strategy:\n  entry: {name: sma_cross, fast: 2, slow: 5}\n  exits: {stop_loss: {pct: 0.004}}\n"
