@@ -146,7 +146,7 @@ def test_run_lock_refuses_a_second_process_for_the_same_bot(tmp_path: Path) -> N
 
 def test_run_refuses_live_mode_an_old_schema_and_an_unreachable_database(tmp_path: Path) -> None:
     live = cli("run", "--config", str(bot(tmp_path / "live", mode="live")), cwd=tmp_path)
-    assert live.returncode == 2 and "live trading needs a live broker" in live.stderr
+    assert live.returncode == 2 and "exchange.live_confirmed" in live.stderr and "data.source" in live.stderr
     fresh = bot(tmp_path / "fresh", migrate=False)
     old = cli("run", "--config", str(fresh), cwd=tmp_path)
     assert old.returncode == 2 and "tradeforge db upgrade --config" in old.stderr

@@ -115,6 +115,7 @@ class Market:
     step_size: Decimal = Decimal("0.00001")
     min_qty: Decimal = Decimal("0.00001")
     min_notional: Decimal = Decimal("5")
+    order_types: tuple[str, ...] = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT")
 
     @property
     def id(self) -> str:
@@ -531,7 +532,7 @@ class FakeBinance:
         side, type_ = params.get("side", ""), params.get("type", "")
         if side not in ("BUY", "SELL"):
             raise BinanceError(400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
-        if type_ not in ("MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT"):
+        if type_ not in ("MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT") or type_ not in market.order_types:
             raise BinanceError(400, -1116, "Invalid orderType.")
         qty = _dec(params.get("quantity"), "quantity")
         price = _dec(params.get("price"), "price") if type_ in ("LIMIT", "STOP_LOSS_LIMIT") else Decimal(0)
@@ -689,7 +690,7 @@ class FakeBinance:
                     "quoteAssetPrecision": 8,
                     "baseCommissionPrecision": 8,
                     "quoteCommissionPrecision": 8,
-                    "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT"],
+                    "orderTypes": list(m.order_types),
                     "icebergAllowed": True,
                     "ocoAllowed": True,
                     "quoteOrderQtyMarketAllowed": True,

@@ -9,8 +9,7 @@
    their fees; partial fills are recorded as they come.
 4. A cancel is done only when the exchange shows a terminal state.
 
-The Backtrader broker that drives this from a strategy, and restart reconciliation, are not built
-yet; `mode: live` stays refused until they are.
+`OrderGateway` is the `Venue` (brokers/venue.py) the live Backtrader broker (brokers/live.py) drives.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
 from tradeforge.resilience.exchange import CircuitOpen, ExchangeClient
 
 _TYPES = {"market": "market", "limit": "limit", "stop": "STOP_LOSS", "stop_limit": "STOP_LOSS_LIMIT"}
+_HALTED = "no new entries while the exchange circuit is open"
 
 
 def _logger() -> logging.Logger:
@@ -84,43 +84,72 @@ class OrderGateway:
 
     # --- placing --------------------------------------------------------------------------------------
 
+    def check(self, intent: OrderIntent, reference_price: Decimal) -> OrderIntent:
+        """The intent on the market's grid, or OrderRefused saying why (nothing written or sent)."""
+        amount, price, stop_price = self.rules(intent.symbol).check(
+            intent.side, intent.type, intent.amount, intent.price, intent.stop_price, reference_price
+        )
+        return replace(intent, amount=amount, price=price, stop_price=stop_price)
+
+    def supports(self, symbol: str, order_type: str) -> bool:
+        """Does the market take this order type itself (its `orderTypes`)? Trailing stops never."""
+        wanted = _TYPES.get(order_type, "").upper()
+        return bool(wanted) and wanted in self.rules(symbol).order_types
+
     def place(self, intent: OrderIntent, reference_price: Decimal) -> OrderState:
         """Check, commit the intent, send once; resolve an ambiguous outcome by client id. While the
         exchange's circuit is open, entries are refused up front and exits are still attempted."""
-        entry = intent.role == "entry"
-        if entry and self.client.circuit_open:
+        if intent.role == "entry" and self.client.circuit_open:
             raise EntriesHalted(
                 f"{intent.side} {intent.amount} {intent.symbol}: no new entries while the exchange circuit is open "
                 "(repeated network or server failures)"
             )
-        amount, price, stop_price = self.rules(intent.symbol).check(
-            intent.side, intent.type, intent.amount, intent.price, intent.stop_price, reference_price
-        )
-        recorded = self.repository.record_intent(replace(intent, amount=amount, price=price, stop_price=stop_price))
-        client_id = recorded.client_order_id
+        recorded = self.repository.record_intent(self.check(intent, reference_price))
+        state = self.send(intent.symbol, recorded.client_order_id)
+        if state.status == OrderStatus.REJECTED:
+            raise self.rejection(recorded.client_order_id)
+        return state
+
+    def rejection(self, client_id: str) -> Rejected:
+        """The stored reason an order was rejected, as the error `place` raises."""
+        order = self.repository.order(client_id)
+        error = str(((order.raw if order is not None else None) or {}).get("error", "rejected"))
+        return EntriesHalted(error) if error.startswith(_HALTED) else Rejected(error)
+
+    def send(self, symbol: str, client_order_id: str) -> OrderState:
+        """Send the stored intent once (`newClientOrderId`). A refusal is stored (REJECTED, with the
+        reason under raw["error"]) and returned; an ambiguous answer is resolved by client id."""
+        order = self.repository.order(client_order_id)
+        if order is None:
+            raise Rejected(f"order {client_order_id} is not in this bot's database")
+        entry = order.role == "entry"
+        amount, price, stop_price = Decimal(order.amount), order.price, order.stop_price
         params = {"stopPrice": float(stop_price)} if stop_price is not None else {}
         try:
             answer = self.client.create_order(
-                intent.symbol,
-                _TYPES[intent.type],
-                intent.side,
+                symbol,
+                _TYPES[order.type],
+                order.side,
                 float(amount),
                 None if price is None else float(price),
-                client_id,
+                client_order_id,
                 params,
                 essential=not entry,
             )
-        except CircuitOpen as exc:  # tripped between the check and the send: nothing was sent
-            self.repository.mark_order(client_id, OrderStatus.REJECTED, raw={"error": str(exc)})
-            raise EntriesHalted(str(exc)) from exc
+        except CircuitOpen as exc:  # open (or tripped since the caller looked): nothing was sent
+            return self._rejected(client_order_id, f"{_HALTED}: {exc}")
         except OutcomeUnknown as exc:
-            _logger().warning("%s: %s", client_id, exc)
-            self.repository.mark_order(client_id, OrderStatus.UNKNOWN)
-            return self.resolve(intent.symbol, client_id, essential=not entry)
+            _logger().warning("%s: %s", client_order_id, exc)
+            self.repository.mark_order(client_order_id, OrderStatus.UNKNOWN)
+            return self.resolve(symbol, client_order_id, essential=not entry)
         except Rejected as exc:
-            self.repository.mark_order(client_id, OrderStatus.REJECTED, raw={"error": str(exc)})
-            raise
-        return self._record(intent.symbol, client_id, answer, essential=not entry)
+            return self._rejected(client_order_id, str(exc))
+        return self._record(symbol, client_order_id, answer, essential=not entry)
+
+    def _rejected(self, client_id: str, reason: str) -> OrderState:
+        _logger().warning("%s rejected: %s", client_id, reason)
+        self.repository.mark_order(client_id, OrderStatus.REJECTED, raw={"error": reason})
+        return OrderState(client_id, OrderStatus.REJECTED, Decimal(0))
 
     def resolve(self, symbol: str, client_id: str, *, essential: bool = False) -> OrderState:
         """Look up an order whose placement outcome is unknown until the exchange says where it is."""

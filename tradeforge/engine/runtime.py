@@ -25,6 +25,7 @@ from typing import Any
 
 import backtrader as bt
 
+from tradeforge.brokers.live import LiveBroker
 from tradeforge.brokers.paper import PaperBroker, money
 from tradeforge.config.loader import redacted
 from tradeforge.config.schema import BotConfig
@@ -211,16 +212,9 @@ def run_bot(
     `ibkr`: IB factory and clock)."""
     started = time.monotonic()
     if config.mode == "live":
-        raise ConfigError(
-            [
-                Problem(
-                    "mode",
-                    "live trading needs a live broker, which this version does not have yet "
-                    "(Binance support is coming); use mode: paper",
-                    "live",
-                )
-            ]
-        )
+        from tradeforge.engine import live  # ccxt loads only for a bot that needs it
+
+        live.check_live(config)
     if config.data.source not in ("replay", "binance", "yahoo", "ibkr"):
         raise ConfigError(
             [
@@ -264,6 +258,8 @@ def run_bot(
                 f"bot {config.name!r} has history in this database under a different config (strategy, broker "
                 "or data changed); give the new setup a new `name:` or restore the old config"
             )
+        if config.mode == "live":
+            live.check_history(repository, has_history)
         repository.set_config(config_hash(config), config.mode)
         resume_after_ns = max((to_ns(t) for t in cursors.values()), default=None)
         feeds = build_feeds(
@@ -285,8 +281,20 @@ def run_bot(
                 f"{journal.to_adopt} stored orders to re-adopt"
             )
         cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False)
-        cerebro.broker = PaperBroker(alerts.journal(journal, cerebro.datas))
-        configure_broker(cerebro.broker, config)
+        if config.mode == "live":
+            cerebro.broker = live.live_broker(
+                config,
+                config_hint,
+                feeds.client,
+                repository,
+                alerts.journal(journal, cerebro.datas),
+                lambda candle_ns: resume_after_ns is not None and candle_ns <= resume_after_ns,
+                stop,
+                say,
+            )
+        else:
+            cerebro.broker = PaperBroker(alerts.journal(journal, cerebro.datas))
+            configure_broker(cerebro.broker, config)
         if restart is not None:  # the cash and the pause as they were on the snapshot's candle
             cerebro.broker.set_cash(restart.strategy_state["cash"])
             control.paused = bool(restart.state["paused"])
@@ -318,9 +326,12 @@ def run_bot(
         strategy: Strategy = cerebro.run()[0]
         listener.finished(stop.is_set())
         if stop.is_set() and config.cancel_open_orders_on_exit:
-            cancel_open_orders_on_exit(repository, persist, say)
+            if isinstance(cerebro.broker, LiveBroker):
+                live.cancel_on_exit(cerebro.broker.venue, say)
+            else:
+                cancel_open_orders_on_exit(repository, persist, say)
         status = "stopped" if stop.is_set() else "finished"
-        result = collect_result(config, feeds.delivered(), resolved, strategy, config.broker.cash)
+        result = collect_result(config, feeds.delivered(), resolved, strategy, cerebro.broker.startingcash)
         return RunOutcome(result, journal.adopted, stop.is_set())
     except Exception as exc:
         alerts.failed(exc)

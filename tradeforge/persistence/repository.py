@@ -723,8 +723,9 @@ class Repository:
     def open_orders(self) -> list[Order]:
         return self.orders(statuses=frozenset(OrderStatus) - TERMINAL_ORDER_STATUSES)
 
-    def fills(self) -> list[Fill]:
-        return self._all(select(Fill).where(Fill.bot_id == self.bot_id).order_by(Fill.id))
+    def fills(self, *, after_id: int = 0) -> list[Fill]:
+        """The bot's fills (those with a row id above `after_id`: what a poller has not seen yet), oldest first."""
+        return self._all(select(Fill).where(Fill.bot_id == self.bot_id, Fill.id > after_id).order_by(Fill.id))
 
     def trades(self, status: TradeStatus | None = None) -> list[Trade]:
         query = select(Trade).where(Trade.bot_id == self.bot_id).order_by(Trade.id)
