@@ -422,7 +422,8 @@ class Repository:
                 try:
                     kept.driver.rollback()
                 except Exception:
-                    kept.connection.invalidate()  # whatever it holds must never be committed
+                    with contextlib.suppress(Exception):
+                        kept.connection.invalidate()  # whatever it holds must never be committed
                 raise
             try:
                 kept.driver.commit()
