@@ -10,7 +10,9 @@ takes before it can trade, and what persistence costs a replayed paper bot.
 1. orders: N orders as N/2 paper round trips (entry intent, accepted, fill; exit intent, accepted,
    fill), each call its own committed transaction as in a running bot, on a SQLite file (WAL) in a
    temporary directory, then on PostgreSQL when it answers at 127.0.0.1:5432 (database `test`, in a
-   temporary schema; another server: TRADEFORGE_TEST_POSTGRES_URL).
+   temporary schema; another server: TRADEFORGE_TEST_POSTGRES_URL). --repeats runs of each; the
+   statements and commits per order are counted at the driver (what SQLite or the server is asked
+   to do), in a short run after the timed one.
 2. recovery: a paper bot (sma_cross 1/2, 50 % of equity, on synthetic one-minute candles; no
    commission, which would bleed its equity to dust over 100,000 round trips) whose database holds
    what its first --history candles (default 400,000) left: ~100,000 closed trades,
@@ -94,8 +96,6 @@ def round_trips(repository: Any, trades: int, first: int = 0) -> dict[str, float
 
 
 def measure_orders(url: str, orders: int) -> dict[str, Any]:
-    from sqlalchemy import event
-
     from tradeforge.persistence.database import make_engine
     from tradeforge.persistence.migrate import upgrade
     from tradeforge.persistence.models import TradeStatus
@@ -106,29 +106,75 @@ def measure_orders(url: str, orders: int) -> dict[str, Any]:
     try:
         upgrade(engine)
         repository = Repository.attach(engine, "bench-orders", "bench", "paper")
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         spent = round_trips(repository, trades)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         closed = len(repository.trades(TradeStatus.CLOSED))
         problems = repository.integrity_problems()
         if closed != trades or problems:
             raise RuntimeError(f"the benchmark recorded something wrong: {closed} closed trades, {problems[:3]}")
-        counts = {"statements": 0, "commits": 0}  # a short counted run after the timed one
-        event.listen(
-            engine, "before_cursor_execute", lambda *_: counts.__setitem__("statements", counts["statements"] + 1)
-        )
-        event.listen(engine, "commit", lambda *_: counts.__setitem__("commits", counts["commits"] + 1))
-        round_trips(repository, 100, first=trades)
+        repository.close()
     finally:
         engine.dispose()
+    counts = count_driver_calls(url, repository.bot_id, repository.prefix, first=trades)
     return {
         "orders": trades * 2,
         "seconds": elapsed,
         "orders_per_s": trades * 2 / elapsed,
+        "cpu_us_per_order": cpu / (trades * 2) * 1e6,
         "us_per_call": {name: seconds / (trades * 2) * 1e6 for name, seconds in spent.items()},
         "statements_per_order": counts["statements"] / 200,
         "commits_per_order": counts["commits"] / 200,
     }
+
+
+def count_driver_calls(url: str, bot_id: int, prefix: str, first: int) -> dict[str, int]:
+    """Statements and commits the driver runs for 100 more round trips. Counted at the driver, not
+    with SQLAlchemy's events: the repository runs its hot statements on the driver's own cursor."""
+    from sqlalchemy import event
+
+    from tradeforge.persistence.database import make_engine
+    from tradeforge.persistence.repository import Repository
+
+    counts = {"statements": 0, "commits": 0}
+
+    def count(what: str) -> None:
+        counts[what] += 1
+
+    def instrument(dbapi_connection: Any, _record: Any) -> None:
+        if hasattr(dbapi_connection, "set_trace_callback"):  # sqlite3: every statement SQLite runs
+            dbapi_connection.set_trace_callback(
+                lambda sql: None if sql.startswith("BEGIN") else count("commits" if sql == "COMMIT" else "statements")
+            )
+            return
+        commit, base = dbapi_connection.commit, dbapi_connection.cursor_factory  # psycopg
+
+        class Counted(base):  # type: ignore[misc, valid-type]
+            def execute(self, *args: Any, **kwargs: Any) -> Any:
+                count("statements")
+                return super().execute(*args, **kwargs)
+
+            def executemany(self, *args: Any, **kwargs: Any) -> Any:
+                count("statements")
+                return super().executemany(*args, **kwargs)
+
+        def counted_commit() -> None:
+            count("commits")
+            commit()
+
+        dbapi_connection.cursor_factory, dbapi_connection.commit = Counted, counted_commit
+
+    engine = make_engine(url)
+    event.listen(engine, "connect", instrument)
+    try:
+        repository = Repository(engine, bot_id, prefix)
+        repository.log_event("count", "connected")  # the connection's own set-up is not counted
+        counts.update(statements=0, commits=0)
+        round_trips(repository, 100, first=first)
+        repository.close()
+    finally:
+        engine.dispose()
+    return counts
 
 
 @contextlib.contextmanager
@@ -167,21 +213,32 @@ def postgres_schema() -> Iterator[str | None]:
         admin.dispose()
 
 
-def bench_orders(orders: int) -> None:
+def bench_orders(orders: int, repeats: int) -> None:
     print(f"\n1. recording {orders:,} orders ({orders // 2:,} round trips: intent, accepted, fill; twice)")
-    with tempfile.TemporaryDirectory() as folder:
-        show_orders("SQLite file (WAL)", in_child("measure_orders", f"sqlite:///{folder}/bench.sqlite", orders))
-    with postgres_schema() as url:
-        if url is not None:
-            show_orders("PostgreSQL", in_child("measure_orders", url, orders))
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as folder:
+            runs.append(in_child("measure_orders", f"sqlite:///{folder}/bench.sqlite", orders))
+    show_orders("SQLite file (WAL)", runs)
+    runs = []
+    for _ in range(repeats):
+        with postgres_schema() as url:
+            if url is None:
+                return
+            runs.append(in_child("measure_orders", url, orders))
+    show_orders("PostgreSQL", runs)
 
 
-def show_orders(label: str, figures: dict[str, Any]) -> None:
+def show_orders(label: str, runs: list[dict[str, Any]]) -> None:
+    """The median run, and the range of all of them."""
+    rates = sorted(run["orders_per_s"] for run in runs)
+    figures = min(runs, key=lambda run: abs(run["orders_per_s"] - statistics.median(rates)))
     calls = ", ".join(f"{name} {us:.0f} us" for name, us in figures["us_per_call"].items())
     print(
-        f"  {label}: {figures['orders_per_s']:,.0f} orders/s ({figures['orders']:,} in {figures['seconds']:.2f} s); "
-        f"per order {figures['statements_per_order']:.1f} statements in {figures['commits_per_order']:.0f} commits; "
-        f"per call: {calls}"
+        f"  {label}: {statistics.median(rates):,.0f} orders/s (median of {len(runs)}: "
+        f"{', '.join(f'{rate:,.0f}' for rate in rates)}); per order {figures['statements_per_order']:.1f} "
+        f"statements in {figures['commits_per_order']:.0f} commits; median run: "
+        f"{figures['cpu_us_per_order']:.0f} us CPU per order (this process), per call {calls}"
     )
 
 
@@ -626,7 +683,7 @@ def main() -> None:
     parser.add_argument(
         "--history", type=int, default=400_000, help="one-minute candles of the restarted bot in section 2"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement in sections 2 and 3")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement in sections 1, 2 and 3")
     parser.add_argument("--candles", type=int, default=100_000, help="history of the restarted bot in section 2b")
     options = parser.parse_args()
     sections = options.sections or ["orders", "recovery", "restart", "paper"]
@@ -635,7 +692,7 @@ def main() -> None:
         parser.error(f"unknown section {', '.join(sorted(unknown))}: choose from orders, recovery, restart, paper")
     print(f"tradeforge repository benchmark (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     if "orders" in sections:
-        bench_orders(options.orders)
+        bench_orders(options.orders, options.repeats)
     if "recovery" in sections:
         bench_recovery(options.history, options.repeats)
     if "restart" in sections:

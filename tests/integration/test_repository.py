@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, event, func, insert, select, update
 
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.persistence import migrate
@@ -268,6 +268,43 @@ def test_an_intent_is_committed_before_record_intent_returns(repo: Repository, f
     assert tuple(row) == (recorded.client_order_id, OrderStatus.PENDING_SUBMIT, recorded.trade_id)
     restarted = Repository.attach(fresh_engine, "alpha", "hash-a", "paper")
     assert [o.client_order_id for o in restarted.open_orders()] == [recorded.client_order_id]
+
+
+def commits_counted(db_url: str) -> tuple[Engine, list[str]]:
+    """An engine whose connections note each commit the driver makes, in a list."""
+    engine, commits = make_engine(db_url), []
+
+    def instrument(dbapi_connection: Any, _record: Any) -> None:
+        if hasattr(dbapi_connection, "set_trace_callback"):  # sqlite3: every statement SQLite runs
+            dbapi_connection.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+            return
+        commit = dbapi_connection.commit  # psycopg
+
+        def counted() -> None:
+            commit()
+            commits.append("COMMIT")
+
+        dbapi_connection.commit = counted
+
+    event.listen(engine, "connect", instrument)
+    return engine, commits
+
+
+def test_each_step_of_an_order_is_committed_by_itself_when_it_happens(engine: Engine, db_url: str) -> None:
+    counted, commits = commits_counted(db_url)
+    try:
+        repo = Repository.attach(counted, "alpha", "hash-a", "paper")
+        before = len(commits)
+        opened = repo.record_intent(entry())
+        steps = [("intent", len(commits))]
+        repo.mark_order(opened.client_order_id, OrderStatus.OPEN)
+        steps.append(("accepted", len(commits)))
+        repo.record_fill(opened.client_order_id, fill("1", "1", "100"))
+        steps.append(("filled", len(commits)))
+        repo.close()
+    finally:
+        counted.dispose()
+    assert steps == [("intent", before + 1), ("accepted", before + 2), ("filled", before + 3)]
 
 
 def test_an_intent_for_another_bots_trade_is_refused_and_writes_nothing(repo: Repository, engine: Engine) -> None:

@@ -133,18 +133,11 @@ class BotListener:
             if book.last_index >= 0
         ]
         equity, cash = money(strategy.equity[-1]) or Decimal(0), money(strategy.broker.getcash()) or Decimal(0)
+        restart_point, what = None, f"recording the {now:%Y-%m-%d %H:%M} candle"
         snapshots = self.snapshots
         if snapshots is not None and not self.journal.catching_up and snapshots.due(strategy):
-            state, last_order = snapshots.take(strategy), self.journal.last_order_id
-            self.persist(
-                lambda: self.repository.checkpoint_with_snapshot(now, candles, equity, cash, last_order, state),
-                f"recording the {now:%Y-%m-%d %H:%M} candle and a snapshot",
-            )
-        else:
-            self.persist(
-                lambda: self.repository.checkpoint(now, candles, equity, cash),
-                f"recording the {now:%Y-%m-%d %H:%M} candle",
-            )
+            restart_point, what = (self.journal.last_order_id, snapshots.take(strategy)), f"{what} and a snapshot"
+        self.persist(lambda: self.repository.checkpoint(now, candles, equity, cash, restart_point), what)
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self.persist(lambda: self.repository.heartbeat(self.owner), "renewing the run lock")
             self._last_heartbeat = time.monotonic()

@@ -3,9 +3,10 @@ carry on. Each public method is one transaction, committed before it returns: an
 durable before anyone sends it (DESIGN: order safety protocol). Positions are derived from fills.
 
 What a running bot writes for every order and candle (record_intent, mark_order, record_fill,
-checkpoint, heartbeat) goes through SQLAlchemy Core on the mapped tables: statements built once at
-import (so each compiles once and is then served from the compiled cache), the fewest round trips,
-no unit of work. The queries that hand rows to callers return ORM objects as before."""
+checkpoint, heartbeat, log_event) are Core statements on the mapped tables, built once at import,
+compiled once per database and run on the driver's cursor (prepared.py): the fewest round trips, no
+unit of work, none of SQLAlchemy's per-execution work. The queries that hand rows to callers return
+ORM objects as before."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import (
     Column,
     Connection,
-    CursorResult,
     Engine,
     Float,
     Select,
@@ -42,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -59,10 +59,12 @@ from tradeforge.persistence.models import (
     Trade,
     TradeStatus,
 )
+from tradeforge.persistence.prepared import Cursor, Statements
 from tradeforge.resilience.errors import Fatal, Problem, Rejected, Temporary
 
 Clock = Callable[[], dt.datetime]
 MAX_CLIENT_ID = 32
+_ZERO = Decimal(0)
 
 
 def utc_now() -> dt.datetime:
@@ -115,6 +117,14 @@ class FillReport:
     fee_currency: str | None = None
 
 
+class _Kept(NamedTuple):
+    """A thread's connection, kept between calls, with the driver's connection and a cursor on it."""
+
+    connection: Connection
+    driver: Any
+    cursor: Cursor
+
+
 class LockHeld(Fatal):
     """Another live process runs this bot against this database."""
 
@@ -144,8 +154,13 @@ _EQUITY = cast(Table, EquitySnapshot.__table__)
 _EVENTS = cast(Table, Event.__table__)
 
 _INSERT_EVENT = insert(_EVENTS)
-_INSERT_TRADE = insert(_TRADES)
-_INSERT_ORDER = insert(_ORDERS)
+_EVENT_COLUMNS = ("bot_id", "time", "kind", "message", "data")
+# record_intent's events in one statement: a new trade's and its first order's.
+_INSERT_TWO_EVENTS = insert(_EVENTS).values(
+    [{name: bindparam(f"{name}_{row}", type_=_EVENTS.c[name].type) for name in _EVENT_COLUMNS} for row in (0, 1)]
+)
+_INSERT_TRADE = insert(_TRADES).returning(_TRADES.c.id)
+_INSERT_ORDER = insert(_ORDERS).returning(_ORDERS.c.id)
 _INSERT_EQUITY = insert(_EQUITY)
 # UPDATEs set the columns named in the parameters; the row is picked by a `row_id` parameter.
 _UPDATE_BOT = update(_BOTS).where(_BOTS.c.id == bindparam("row_id"))
@@ -170,9 +185,11 @@ _ORDER_FOR_STATUS = (
 )
 _TRADE_ORDERS_FILLED = select(_ORDERS.c.filled).where(_ORDERS.c.trade_id == bindparam("trade_id"))
 
-# record_fill: the order, its trade's side, and every fill of the trade so far (one row per fill, in
-# order-then-fill order; one row with NULL fill columns when there is none), in one round trip.
+# record_fill: the order, its trade's side, every fill of the trade so far (one row per fill, in
+# order-then-fill order; one row with NULL fill columns when there is none) and the id of the fill
+# being reported if this bot already has it, in one round trip.
 _SIBLING = _ORDERS.alias("sibling")
+_REPORTED_FILL = _FILLS.alias("reported")
 _ORDER_FOR_FILL = (
     select(
         _ORDERS.c.id,
@@ -193,6 +210,13 @@ _ORDER_FOR_FILL = (
         _FILLS.c.price,
         _FILLS.c.fee,
         _FILLS.c.time,
+        select(_REPORTED_FILL.c.id)
+        .where(
+            _REPORTED_FILL.c.bot_id == _ORDERS.c.bot_id,
+            _REPORTED_FILL.c.symbol == _ORDERS.c.symbol,
+            _REPORTED_FILL.c.venue_trade_id == bindparam("venue_trade_id"),
+        )
+        .scalar_subquery(),
     )
     .select_from(
         _ORDER_AND_TRADE.outerjoin(_SIBLING, _SIBLING.c.trade_id == _TRADES.c.id).outerjoin(
@@ -202,12 +226,6 @@ _ORDER_FOR_FILL = (
     .where(*_THIS_ORDER)
     .order_by(_SIBLING.c.id, _FILLS.c.id)
 )
-_FILL_EXISTS = select(_FILLS.c.id).where(
-    _FILLS.c.bot_id == bindparam("bot_id"),
-    _FILLS.c.symbol == bindparam("symbol"),
-    _FILLS.c.venue_trade_id == bindparam("venue_trade_id"),
-)
-
 _THIS_CURSOR = (  # parameter names unlike the columns': UPDATE … SET takes column-named parameters
     _CURSORS.c.bot_id == bindparam("cursor_bot"),
     _CURSORS.c.symbol == bindparam("cursor_symbol"),
@@ -219,6 +237,9 @@ _ADVANCE_CURSOR = (
     .values(last_open_time=bindparam("open_time"))
 )
 _CURSOR_EXISTS = select(_CURSORS.c.id).where(*_THIS_CURSOR)
+_SNAPSHOTS = cast(Table, StrategySnapshot.__table__)
+_UPDATE_SNAPSHOT = update(_SNAPSHOTS).where(_SNAPSHOTS.c.bot_id == bindparam("row_id"))
+_INSERT_SNAPSHOT = insert(_SNAPSHOTS)
 _INSERT_CURSOR = insert(_CURSORS)
 _EQUITY_EXISTS = select(_EQUITY.c.id).where(
     _EQUITY.c.bot_id == bindparam("bot_id"), _EQUITY.c.time == bindparam("time")
@@ -307,8 +328,7 @@ _BOT_TRADE_FILLS = (
 class _Upserts:
     """INSERT … ON CONFLICT DO NOTHING as the dialect spells it; None where it has none (check, then insert)."""
 
-    fill: Insert | None  # RETURNING the new fill's id: no row when (bot, symbol, venue trade id) is stored
-    look_before_fill: bool  # check for the fill first (PostgreSQL: see Repository._insert_fill)
+    fill: Insert  # RETURNING the new fill's id; ON CONFLICT: no row when (bot, symbol, venue trade id) is stored
     cursor: Insert | None
     equity: Insert | None
 
@@ -328,9 +348,8 @@ def _ignoring_duplicates(dialect: str, table: Table, *key: Column[Any]) -> Inser
 @functools.cache  # one set per dialect, shared by every repository: each statement compiles once
 def _upserts(dialect: str) -> _Upserts:
     fill = _ignoring_duplicates(dialect, _FILLS, _FILLS.c.bot_id, _FILLS.c.symbol, _FILLS.c.venue_trade_id)
-    return _Upserts(  # all None, and looking first, on a database without INSERT … ON CONFLICT
-        fill.returning(_FILLS.c.id) if fill is not None else None,
-        dialect != "sqlite",
+    return _Upserts(  # a plain INSERT and Nones on a database without INSERT … ON CONFLICT
+        (fill if fill is not None else insert(_FILLS)).returning(_FILLS.c.id),
         _ignoring_duplicates(dialect, _CURSORS, _CURSORS.c.bot_id, _CURSORS.c.symbol, _CURSORS.c.timeframe),
         _ignoring_duplicates(dialect, _EQUITY, _EQUITY.c.bot_id, _EQUITY.c.time),
     )
@@ -346,7 +365,8 @@ class Repository:
         self.clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._upserts = _upserts(engine.dialect.name)
-        self._held = threading.local()
+        self._statements = Statements(engine.dialect)
+        self._held = threading.local()  # this thread's _Kept connection
 
     @classmethod
     def attach(cls, engine: Engine, name: str, config_hash: str, mode: str, clock: Clock = utc_now) -> Repository:
@@ -372,29 +392,65 @@ class Repository:
                     raise
         raise AssertionError("unreachable")
 
+    def _kept(self) -> _Kept:
+        """This thread's own connection, kept between calls: the per-order and per-candle writes
+        skip the pool's checkout, reset and check-in (~15 % of their cost)."""
+        kept: _Kept | None = getattr(self._held, "kept", None)
+        if kept is None or kept.connection.closed or kept.connection.invalidated:
+            connection = self.engine.connect()
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            kept = self._held.kept = _Kept(connection, driver, Cursor(driver.cursor(), self._statements))
+        return kept
+
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        """A transaction on this thread's own connection, kept between calls: the per-order and
-        per-candle writes skip the pool's checkout, reset and check-in (~15 % of their cost)."""
+        """A SQLAlchemy transaction on this thread's kept connection."""
         try:
-            connection = getattr(self._held, "connection", None)
-            if connection is None or connection.closed or connection.invalidated:
-                connection = self._held.connection = self.engine.connect()
+            connection = self._kept().connection
             with connection.begin():
                 yield connection
         except (OperationalError, InterfaceError) as exc:
             self.close()  # a fresh connection next time
-            where = self.engine.url.render_as_string(hide_password=True)
-            reason = str(exc.orig or exc).strip().splitlines()[0]
-            raise DatabaseUnavailable(f"database {where} is unavailable: {reason}") from exc
+            raise self._unavailable(exc) from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[Cursor]:
+        """A transaction on this thread's kept connection whose statements run on the driver's
+        cursor (prepared.py): committed when the block ends, rolled back if it raises."""
+        try:
+            kept = self._kept()
+            try:
+                yield kept.cursor
+            except BaseException:
+                try:
+                    kept.driver.rollback()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        kept.connection.invalidate()  # whatever it holds must never be committed
+                raise
+            try:
+                kept.driver.commit()
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error) from exc
+        except (OperationalError, InterfaceError) as exc:
+            self.close()  # a fresh connection next time
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: DBAPIError) -> DatabaseUnavailable:
+        where = self.engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        return DatabaseUnavailable(f"database {where} is unavailable: {reason}")
 
     def close(self) -> None:
         """Give this thread's kept connection back to the pool (a broken one is discarded)."""
-        connection = getattr(self._held, "connection", None)
-        self._held.connection = None
-        if connection is not None:
+        kept: _Kept | None = getattr(self._held, "kept", None)
+        self._held.kept = None
+        if kept is not None:
             with contextlib.suppress(Exception):
-                connection.close()
+                kept.cursor.cursor.close()
+            with contextlib.suppress(Exception):
+                kept.connection.close()
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -404,8 +460,8 @@ class Repository:
     def _event_row(self, kind: str, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"bot_id": self.bot_id, "time": self.clock(), "kind": kind, "message": message, "data": data}
 
-    def _event(self, connection: Connection, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        connection.execute(_INSERT_EVENT, self._event_row(kind, message, data))
+    def _event(self, cursor: Cursor, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        cursor.write(_INSERT_EVENT, self._event_row(kind, message, data))
 
     # --- lifecycle and run lock ------------------------------------------------------------------
 
@@ -443,15 +499,13 @@ class Repository:
             connection.execute(_UPDATE_BOT, {"row_id": self.bot_id, "config_hash": config_hash, "mode": mode})
 
     def heartbeat(self, owner: str) -> None:
-        with self._transaction() as connection:
-            connection.execute(
-                _UPDATE_OWNED_BOT, {"row_id": self.bot_id, "owner": owner, "lock_heartbeat": self.clock()}
-            )
+        with self._writing() as cursor:
+            cursor.write(_UPDATE_OWNED_BOT, {"row_id": self.bot_id, "owner": owner, "lock_heartbeat": self.clock()})
 
     def release_lock(self, owner: str, status: str = "stopped") -> None:
         now = self.clock()
-        with self._transaction() as connection:
-            connection.execute(
+        with self._writing() as cursor:
+            cursor.write(
                 _UPDATE_OWNED_BOT,
                 {
                     "row_id": self.bot_id,
@@ -462,7 +516,7 @@ class Repository:
                     "stopped_at": now,
                 },
             )
-            self._event(connection, "bot_stopped", f"bot stopped ({status})")
+            self._event(cursor, "bot_stopped", f"bot stopped ({status})")
 
     def instance(self) -> BotInstance:
         with self._tx() as session:
@@ -476,30 +530,35 @@ class Repository:
         """Mint the client order id (prefix-trade-sequence) and commit the intent, opening its trade
         in the same transaction when `intent.trade_id` is None. Nothing may be sent to a venue
         before this returns."""
-        with self._transaction() as connection:
+        with self._writing() as cursor:
             events = []
             if intent.trade_id is None:
                 opens_long = (intent.side == "buy") == (intent.role == "entry")
                 side = "long" if opens_long else "short"
-                trade_id = _inserted_id(
-                    connection.execute(
-                        _INSERT_TRADE, {"bot_id": self.bot_id, "symbol": intent.symbol, "side": side, "state": {}}
-                    )
-                )
+                new_trade = {
+                    "bot_id": self.bot_id,
+                    "symbol": intent.symbol,
+                    "side": side,
+                    "status": TradeStatus.OPEN,
+                    "amount": _ZERO,
+                    "fees": _ZERO,
+                    "state": {},
+                }
+                ((trade_id,),) = cursor.write(_INSERT_TRADE, new_trade)
                 events.append(
                     self._event_row("trade_opened", f"{side} {intent.symbol} trade {trade_id}", {"trade_id": trade_id})
                 )
                 sequence = 1
             else:
-                found = connection.execute(_TRADE_FOR_INTENT, {"trade_id": intent.trade_id}).first()
-                if found is None or found[0] != self.bot_id:
+                found = cursor.read(_TRADE_FOR_INTENT, {"trade_id": intent.trade_id})
+                if not found or found[0][0] != self.bot_id:
                     raise IntegrityProblem(f"order intent for trade {intent.trade_id}, which this bot does not have")
-                trade_id, sequence = intent.trade_id, found[1] + 1
+                trade_id, sequence = intent.trade_id, found[0][1] + 1
             client_id = f"{self.prefix}-{trade_id}-{sequence}"
             if len(client_id) > MAX_CLIENT_ID:
                 raise IntegrityProblem(f"client order id {client_id!r} is longer than {MAX_CLIENT_ID} characters")
             now = self.clock()
-            order_result = connection.execute(
+            ((order_id,),) = cursor.write(
                 _INSERT_ORDER,
                 {
                     "bot_id": self.bot_id,
@@ -514,6 +573,8 @@ class Repository:
                     "price": intent.price,
                     "stop_price": intent.stop_price,
                     "status": OrderStatus.PENDING_SUBMIT,
+                    "filled": _ZERO,
+                    "fees": _ZERO,
                     "created_at": now,
                     "updated_at": now,
                 },
@@ -525,8 +586,14 @@ class Repository:
                     {"client_order_id": client_id, "trade_id": trade_id, "reason": intent.reason},
                 )
             )
-            connection.execute(_INSERT_EVENT, events)
-            return RecordedIntent(client_id, trade_id, _inserted_id(order_result))
+            if len(events) == 2:
+                cursor.write(
+                    _INSERT_TWO_EVENTS,
+                    {f"{key}_{row}": value for row, event in enumerate(events) for key, value in event.items()},
+                )
+            else:
+                cursor.write(_INSERT_EVENT, events[0])
+            return RecordedIntent(client_id, trade_id, order_id)
 
     def mark_order(
         self,
@@ -539,13 +606,11 @@ class Repository:
         """Move an order to a new status (see _LIVE_MOVES). Old news (a status the order has
         already passed, as when a restarted bot replays its history) changes nothing; a terminal
         order never becomes a different terminal status."""
-        with self._transaction() as connection:
-            row = connection.execute(
-                _ORDER_FOR_STATUS, {"bot_id": self.bot_id, "client_order_id": client_order_id}
-            ).first()
-            if row is None:
+        with self._writing() as cursor:
+            rows = cursor.read(_ORDER_FOR_STATUS, {"bot_id": self.bot_id, "client_order_id": client_order_id})
+            if not rows:
                 raise IntegrityProblem(f"order {client_order_id} is not in this bot's database")
-            order_id, previous, role, trade_id, stored_venue_id, stored_raw = row
+            order_id, previous, role, trade_id, stored_venue_id, stored_raw = rows[0]
             if previous in TERMINAL_ORDER_STATUSES and status in TERMINAL_ORDER_STATUSES:
                 if previous == status:
                     return
@@ -554,9 +619,9 @@ class Repository:
                 return
             gave_up = status in TERMINAL_ORDER_STATUSES and status != OrderStatus.FILLED
             if gave_up and role == "entry" and trade_id is not None:
-                filled = connection.execute(_TRADE_ORDERS_FILLED, {"trade_id": trade_id}).scalars()
-                if not any(filled):  # the trade never opened: nothing to manage any more
-                    connection.execute(
+                filled = cursor.read(_TRADE_ORDERS_FILLED, {"trade_id": trade_id})
+                if not any(amount for (amount,) in filled):  # the trade never opened: nothing to manage any more
+                    cursor.write(
                         _UPDATE_TRADE,
                         {"row_id": trade_id, "status": TradeStatus.CLOSED, "exit_reason": f"entry_{status.value}"},
                     )
@@ -566,9 +631,9 @@ class Repository:
             if raw is not None and raw != stored_raw:
                 changes["raw"] = raw
             changes["updated_at"] = self.clock()
-            connection.execute(_UPDATE_ORDER, changes)
+            cursor.write(_UPDATE_ORDER, changes)
             self._event(
-                connection,
+                cursor,
                 "order_status",
                 f"{client_order_id}: {previous.value} -> {status.value}",
                 {"client_order_id": client_order_id, "from": previous.value, "to": status.value},
@@ -577,63 +642,64 @@ class Repository:
     def record_fill(self, client_order_id: str, fill: FillReport) -> bool:
         """Store an execution once (idempotent by venue trade id), update the order and re-derive
         its trade from all of the trade's fills. Returns False for a fill already recorded."""
-        with self._transaction() as connection:
-            rows = connection.execute(
-                _ORDER_FOR_FILL, {"bot_id": self.bot_id, "client_order_id": client_order_id}
-            ).all()
+        with self._writing() as cursor:
+            rows = cursor.read(
+                _ORDER_FOR_FILL,
+                {"bot_id": self.bot_id, "client_order_id": client_order_id, "venue_trade_id": fill.venue_trade_id},
+            )
             if not rows:
                 raise IntegrityProblem(f"order {client_order_id} is not in this bot's database")
             order_id, symbol, status, amount, filled, average_price, fees, trade_id, trade_side = rows[0][:9]
+            if rows[0][18] is not None:  # this bot has it already (a restart replays every fill)
+                return False
             order = (client_order_id, status, amount, filled, average_price, fees)
             try:
-                fill_id = self._insert_fill(connection, order_id, symbol, fill)
+                fill_id = self._insert_fill(cursor, order_id, symbol, fill)
             except Exception:
                 # The ORM checked for an overfill and read the clock before it wrote anything: a fill
                 # the database refuses (a naive time, say) still fails after those, as it did.
                 _filled_order(*order, fill, self.clock)
                 raise
-            if fill_id is None:
+            if fill_id is None:  # stored by another writer since the look above
                 return False
             # An overfill raises here, which rolls the fill's insert back.
-            connection.execute(_UPDATE_ORDER, {"row_id": order_id, **_filled_order(*order, fill, self.clock)})
+            cursor.write(_UPDATE_ORDER, {"row_id": order_id, **_filled_order(*order, fill, self.clock)})
             if trade_id is not None:
                 # The stored fills and the new one (as reported: PostgreSQL's NUMERIC(36, 18) rounds), in
                 # order-then-fill order.
-                stored = [(row[9], row[13], *row[10:13], *row[14:]) for row in rows if row[13] is not None]
+                stored = [(row[9], row[13], *row[10:13], *row[14:18]) for row in rows if row[13] is not None]
                 this_order = next(row for row in rows if row[9] == order_id)
                 added = (order_id, fill_id, *this_order[10:13], fill.amount, fill.price, fill.fee, fill.time)
                 fills = [entry[2:] for entry in sorted([*stored, added], key=lambda entry: (entry[0], entry[1]))]
-                connection.execute(_UPDATE_TRADE, {"row_id": trade_id, **_derive_trade(trade_side, fills)})
+                cursor.write(_UPDATE_TRADE, {"row_id": trade_id, **_derive_trade(trade_side, fills)})
             self._event(
-                connection,
+                cursor,
                 "fill",
                 f"{client_order_id} filled {fill.amount} @ {fill.price}",
                 {"client_order_id": client_order_id, "venue_trade_id": fill.venue_trade_id},
             )
         return True
 
-    def _insert_fill(self, connection: Connection, order_id: int, symbol: str, fill: FillReport) -> int | None:
-        """The new fill's row id, or None (and nothing written) when this bot already has it."""
-        values = {
-            "bot_id": self.bot_id,
-            "order_id": order_id,
-            "symbol": symbol,
-            "venue_trade_id": fill.venue_trade_id,
-            "amount": fill.amount,
-            "price": fill.price,
-            "fee": fill.fee,
-            "fee_currency": fill.fee_currency,
-            "time": fill.time,
-        }
-        # PostgreSQL draws a sequence value even for a row that ON CONFLICT then drops, and a restart
-        # replays every fill: looking first keeps replays from wearing out the 32-bit ids.
-        if self._upserts.look_before_fill:
-            key = {"bot_id": self.bot_id, "symbol": symbol, "venue_trade_id": fill.venue_trade_id}
-            if connection.execute(_FILL_EXISTS, key).first() is not None:
-                return None
-        if self._upserts.fill is not None:  # ON CONFLICT still: another writer may have stored it since
-            return cast(int | None, connection.execute(self._upserts.fill, values).scalar())
-        return _inserted_id(connection.execute(insert(_FILLS), values))
+    def _insert_fill(self, cursor: Cursor, order_id: int, symbol: str, fill: FillReport) -> int | None:
+        """The new fill's row id, or None (and nothing written) when this bot already has it. The
+        caller looked first (PostgreSQL draws a sequence value even for a row that ON CONFLICT then
+        drops, and a restart replays every fill: looking first keeps replays from wearing out the
+        32-bit ids); ON CONFLICT still, as another writer may have stored it since."""
+        inserted = cursor.write(
+            self._upserts.fill,
+            {
+                "bot_id": self.bot_id,
+                "order_id": order_id,
+                "symbol": symbol,
+                "venue_trade_id": fill.venue_trade_id,
+                "amount": fill.amount,
+                "price": fill.price,
+                "fee": fill.fee,
+                "fee_currency": fill.fee_currency,
+                "time": fill.time,
+            },
+        )
+        return int(inserted[0][0]) if inserted else None
 
     def update_trade_state(self, trade_id: int, state: dict[str, Any]) -> None:
         """What exits need to keep working after a restart: stop and trailing levels, entry bar."""
@@ -646,8 +712,8 @@ class Repository:
     # --- feed cursor, equity, events -------------------------------------------------------------
 
     def set_cursor(self, symbol: str, timeframe: str, open_time: dt.datetime) -> None:
-        with self.engine.begin() as connection:
-            self._advance_cursor(connection, symbol, timeframe, open_time)
+        with self._writing() as cursor:
+            self._advance_cursor(cursor, symbol, timeframe, open_time)
 
     def checkpoint(
         self,
@@ -655,28 +721,39 @@ class Repository:
         candles: list[tuple[str, str, dt.datetime]],
         equity: Decimal,
         cash: Decimal,
+        restart_point: tuple[int, dict[str, Any]] | None = None,
     ) -> None:
-        """After a candle is decided: where the feed resumes, and the equity, in one commit."""
-        with self._transaction() as connection:
+        """After a candle is decided: where the feed resumes, and the equity, in one commit. With a
+        `restart_point` (the last order id and the strategy's state at this flat candle), also the
+        bot's snapshot to restart from, in the same commit: it is never ahead of the cursor, nor of
+        the orders it counts."""
+        with self._writing() as cursor:
             for symbol, timeframe, open_time in candles:
-                self._advance_cursor(connection, symbol, timeframe, open_time)
-            snapshot = {"bot_id": self.bot_id, "time": time, "equity": equity, "cash": cash}
+                self._advance_cursor(cursor, symbol, timeframe, open_time)
+            point = {"bot_id": self.bot_id, "time": time, "equity": equity, "cash": cash}
             if self._upserts.equity is not None:
-                connection.execute(self._upserts.equity, snapshot)
-            elif connection.execute(_EQUITY_EXISTS, {"bot_id": self.bot_id, "time": time}).first() is None:
-                connection.execute(_INSERT_EQUITY, snapshot)
+                cursor.write(self._upserts.equity, point)
+            elif not cursor.read(_EQUITY_EXISTS, {"bot_id": self.bot_id, "time": time}):
+                cursor.write(_INSERT_EQUITY, point)
+            if restart_point is not None:
+                last_order_id, state = restart_point
+                row = {"time": time, "last_order_id": last_order_id, "state": state}
+                cursor.write(_UPDATE_SNAPSHOT, {"row_id": self.bot_id, **row})
+                if not cursor.rowcount:
+                    cursor.write(_INSERT_SNAPSHOT, {"bot_id": self.bot_id, **row})
 
-    def _advance_cursor(self, connection: Connection, symbol: str, timeframe: str, open_time: dt.datetime) -> None:
+    def _advance_cursor(self, cursor: Cursor, symbol: str, timeframe: str, open_time: dt.datetime) -> None:
         """Move the cursor forward, or create it; a cursor never moves back. Update first: an upsert
         would draw a new id from PostgreSQL's sequence for every candle."""
         key = {"cursor_bot": self.bot_id, "cursor_symbol": symbol, "cursor_timeframe": timeframe}
-        if connection.execute(_ADVANCE_CURSOR, {**key, "open_time": open_time}).rowcount:
+        cursor.write(_ADVANCE_CURSOR, {**key, "open_time": open_time})
+        if cursor.rowcount:
             return
         row = {"bot_id": self.bot_id, "symbol": symbol, "timeframe": timeframe, "last_open_time": open_time}
         if self._upserts.cursor is not None:  # new, or already at or past open_time (then a no-op)
-            connection.execute(self._upserts.cursor, row)
-        elif connection.execute(_CURSOR_EXISTS, key).first() is None:
-            connection.execute(_INSERT_CURSOR, row)
+            cursor.write(self._upserts.cursor, row)
+        elif not cursor.read(_CURSOR_EXISTS, key):
+            cursor.write(_INSERT_CURSOR, row)
 
     def cursors(self) -> dict[tuple[str, str], dt.datetime]:
         with self._tx() as session:
@@ -693,8 +770,8 @@ class Repository:
             return
 
     def log_event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        with self._transaction() as connection:
-            self._event(connection, kind, message, data)
+        with self._writing() as cursor:
+            self._event(cursor, kind, message, data)
 
     # --- queries -----------------------------------------------------------------------------------
 
@@ -811,30 +888,6 @@ class Repository:
 
     # --- strategy snapshots: restart points (engine/runtime.py) -----------------------------------
 
-    def checkpoint_with_snapshot(
-        self,
-        time: dt.datetime,
-        candles: list[tuple[str, str, dt.datetime]],
-        equity: Decimal,
-        cash: Decimal,
-        last_order_id: int,
-        state: dict[str, Any],
-    ) -> None:
-        """`checkpoint`, and the strategy's state at this flat candle as the bot's restart point, in
-        the same commit: the snapshot is never ahead of the cursor, nor of the orders it counts."""
-        snapshots = cast(Table, StrategySnapshot.__table__)
-        row = {"time": time, "last_order_id": last_order_id, "state": state}
-        with self._transaction() as connection:
-            for symbol, timeframe, open_time in candles:
-                self._advance_cursor(connection, symbol, timeframe, open_time)
-            point = {"bot_id": self.bot_id, "time": time, "equity": equity, "cash": cash}
-            if self._upserts.equity is not None:
-                connection.execute(self._upserts.equity, point)
-            elif connection.execute(_EQUITY_EXISTS, {"bot_id": self.bot_id, "time": time}).first() is None:
-                connection.execute(_INSERT_EQUITY, point)
-            if not connection.execute(update(snapshots).where(snapshots.c.bot_id == self.bot_id), row).rowcount:
-                connection.execute(insert(snapshots), {"bot_id": self.bot_id, **row})
-
     def latest_snapshot(self) -> StrategySnapshot | None:
         """The bot's restart point, if it has been flat at the end of a candle since snapshots exist."""
         with self._tx() as session:
@@ -931,12 +984,6 @@ def _derive_trade(
     else:  # open, or reopened by a fill healed after its entry was given up
         changes |= {"status": TradeStatus.OPEN, "closed_at": None, "exit_reason": None, "pnl": None}
     return changes
-
-
-def _inserted_id(result: CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
 
 
 def _by_status(order: Any) -> tuple[str, int]:
