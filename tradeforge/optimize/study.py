@@ -34,6 +34,7 @@ REPORT_KEY = "tradeforge_report"
 OBJECTIVES_KEY = "tradeforge_objectives"
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_ERRORS = 3
+WAIT_SECONDS = 0.2  # how often a worker with nothing left to start checks whether the last trials finished
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -135,7 +136,7 @@ def run_worker(
     finished = 0
     errors = 0
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    with Interrupts() as interrupts:
+    with Interrupts() as interrupts, _long_lived_objects_frozen():
         while deadline is None or time.monotonic() < deadline:
             with interrupts.deferred(), lock, warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -155,7 +156,7 @@ def run_worker(
             if trial is None:
                 if done >= budget or running == 0:
                     break
-                time.sleep(1.0)  # the last trials run elsewhere: wait until they finish or go stale
+                time.sleep(WAIT_SECONDS)  # the last trials run elsewhere: wait until they finish or go stale
                 continue
             heartbeat = Heartbeat(storage, trial._trial_id)
             try:
@@ -176,12 +177,26 @@ def run_worker(
                 heartbeat.stop()
             # A backtest leaves reference cycles (Backtrader lines and their owners) holding its arrays;
             # collecting them now, not whenever the collector gets round to it, keeps a worker's memory flat.
+            # It is cheap because the worker's long-lived objects are frozen out of the collector's scans.
             with interrupts.deferred():
                 gc.collect()
             interrupts.check()
             if after_trial is not None:
                 after_trial()
     return finished
+
+
+@contextlib.contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Exempt everything alive before the first trial (modules, candles, the storage) from garbage
+    collection scans: a full collection after each trial then walks only what trials made, about a
+    tenth of the objects, instead of costing some 5 % of a trial."""
+    gc.collect()  # freeze no garbage
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class Interrupts:
