@@ -353,7 +353,7 @@ def run_prepared(
             while any(p.is_alive() for p in workers):
                 report()  # reads only the trials that changed since the last poll (Optuna caches finished ones)
                 for p in workers:
-                    p.join(timeout=1.0 / len(workers))
+                    p.join(timeout=2.0 / len(workers))
                 interrupts.check()
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; a signal to us alone is passed on
         for p in workers:

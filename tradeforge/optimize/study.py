@@ -138,9 +138,7 @@ def run_worker(
     worker = f"{socket.gethostname()}:{os.getpid()}"
     with Interrupts() as interrupts, _long_lived_objects_frozen():
         while deadline is None or time.monotonic() < deadline:
-            with interrupts.deferred(), lock, warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we beat ourselves
+            with interrupts.deferred(), lock, _heartbeat_warnings_off():
                 optuna.storages.fail_stale_trials(study)
                 trials = study.get_trials(deepcopy=False)
                 done = counted(trials)
@@ -149,6 +147,12 @@ def run_worker(
                 if done + running < budget:
                     trial = study.ask()
                     storage.record_heartbeat(trial._trial_id)
+                    # Proposed before the lock is released, so the next trial, in whatever process, knows
+                    # these parameters: TPE's constant liar steers away from them, and a twin waits for them.
+                    try:
+                        proposal: _Proposal | Exception = _propose(trial, evaluator, worker)
+                    except Exception as exc:  # failed below like any trial error, once the lock is free
+                        proposal = exc
             if interrupts.received:
                 if trial is not None:
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -160,7 +164,9 @@ def run_worker(
                 continue
             heartbeat = Heartbeat(storage, trial._trial_id)
             try:
-                _run_trial(study, trial, evaluator, trials, worker)
+                if isinstance(proposal, Exception):
+                    raise proposal
+                _run_trial(study, trial, proposal, evaluator, trials)
                 errors = 0
                 finished += 1
             except KeyboardInterrupt:
@@ -243,19 +249,31 @@ class Interrupts:
             raise KeyboardInterrupt
 
 
-def _run_trial(
-    study: optuna.Study, trial: optuna.Trial, evaluator: Evaluator, known: list[FrozenTrial], worker: str
-) -> None:
+@dataclass(frozen=True)
+class _Proposal:
+    """A trial's parameters, as stored in it, and when it started (wall and CPU clocks)."""
+
+    params: dict[str, Any]
+    digest: str
+    started: float
+    cpu_started: float
+
+
+def _propose(trial: optuna.Trial, evaluator: Evaluator, worker: str) -> _Proposal:
     started, cpu_started = time.perf_counter(), time.process_time()
     params = evaluator.space.suggest(trial)
     digest = params_hash(params)
     trial.set_user_attr("params", params)
     trial.set_user_attr("params_hash", digest)
     trial.set_user_attr("worker", worker)
-    twin = next(
-        (t for t in known if t.user_attrs.get("params_hash") == digest and _cacheable(t)),
-        None,
-    )
+    return _Proposal(params, digest, started, cpu_started)
+
+
+def _run_trial(
+    study: optuna.Study, trial: optuna.Trial, proposal: _Proposal, evaluator: Evaluator, known: list[FrozenTrial]
+) -> None:
+    params, digest = proposal.params, proposal.digest
+    twin = _twin_outcome(study, known, digest)
     if twin is not None:  # identical parameters: reuse the stored outcome instead of a second backtest
         trial.set_user_attr("duplicate_of", twin.number)
         for key in ("metrics", "rejected", "folds"):
@@ -269,10 +287,10 @@ def _run_trial(
     try:
         evaluation = evaluator.evaluate(params, trial)
     except optuna.TrialPruned:
-        _record_time(trial, started, cpu_started)
+        _record_time(trial, proposal)
         study.tell(trial, state=TrialState.PRUNED)
         return
-    _record_time(trial, started, cpu_started)
+    _record_time(trial, proposal)
     trial.set_user_attr("metrics", evaluation.metrics)
     trial.set_user_attr("rss_mb", _rss_mb())
     for key, value in evaluation.extra.items():
@@ -284,10 +302,35 @@ def _run_trial(
         study.tell(trial, evaluation.values)
 
 
-def _record_time(trial: optuna.Trial, started: float, cpu_started: float) -> None:
+def _twin_outcome(study: optuna.Study, known: list[FrozenTrial], digest: str) -> FrozenTrial | None:
+    """A cacheable outcome of an earlier trial (`known`: those created before this one) with the same
+    parameters. A twin still running in another worker is waited for rather than backtested twice at
+    once; waiting only for earlier trials, two twins never wait for each other. A twin whose worker died
+    is failed here as stale, and then this trial runs its own backtest."""
+    twins = [t for t in known if t.user_attrs.get("params_hash") == digest]
+    while True:
+        done = next((t for t in twins if _cacheable(t)), None)
+        if done is not None or not any(t.state == TrialState.RUNNING for t in twins):
+            return done
+        time.sleep(WAIT_SECONDS)
+        with _heartbeat_warnings_off():
+            optuna.storages.fail_stale_trials(study)
+        numbers = {t.number for t in twins}
+        twins = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
+
+
+@contextlib.contextmanager
+def _heartbeat_warnings_off() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we beat ourselves
+        yield
+
+
+def _record_time(trial: optuna.Trial, proposal: _Proposal) -> None:
     """Wall and CPU seconds of the trial: their ratio tells a busy machine from a slow trial."""
-    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
-    trial.set_user_attr("cpu_seconds", round(time.process_time() - cpu_started, 3))
+    trial.set_user_attr("seconds", round(time.perf_counter() - proposal.started, 3))
+    trial.set_user_attr("cpu_seconds", round(time.process_time() - proposal.cpu_started, 3))
 
 
 def _cacheable(trial: FrozenTrial) -> bool:
