@@ -66,6 +66,19 @@ def test_study_finishes_exactly_its_budget_and_resumes_toward_it(db_url: str, tm
     assert run_prepared(prepare(StudyRequest([config], trials=7, storage=db_url))).done == 7  # nothing left to do
 
 
+def test_jobs_workers_finish_the_budget_and_leave_the_commands_own_connection_working(
+    db_url: str, tmp_path: Path
+) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=6, storage=db_url))
+    assert run_prepared(prepared, jobs=2).done == 6
+    assert study_report(prepared)["n_trials"] == 6  # the command's storage, used before and after the fork
+    again = prepare(StudyRequest([bot(tmp_path)], trials=9, storage=db_url))
+    assert run_prepared(again, jobs=2).done == 9
+    trials = again.study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(9))
+    assert os.getpid() not in {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in trials}
+
+
 def test_identical_parameters_are_scored_once(tmp_path: Path) -> None:
     config = bot(tmp_path, space={"sma_cross": {"fast": [8, 12], "slow": 40}, "percent_equity": False})
     prepared = prepare(StudyRequest([config], trials=6))
