@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,6 @@ def run_tradeforge(config: Path, folder: Path, jobs: int, seed: int) -> dict[str
     trials = optuna.load_study(storage=open_storage(url), study_name=study).get_trials()
     evaluated = [t for t in trials if "duplicate_of" not in t.user_attrs]
     memory: dict[str, list[float]] = {}
-    trial_cpu: dict[str, float] = {}
     first_start: dict[str, dt.datetime] = {}
     for t in sorted(trials, key=lambda t: t.number):
         worker = t.user_attrs.get("worker", "?")
@@ -181,14 +181,16 @@ def run_tradeforge(config: Path, folder: Path, jobs: int, seed: int) -> dict[str
             first_start[worker] = min(first_start.get(worker, t.datetime_start), t.datetime_start)
         if "rss_mb" in t.user_attrs:
             memory.setdefault(worker, []).append(t.user_attrs["rss_mb"])
-        trial_cpu[worker] = trial_cpu.get(worker, 0.0) + t.user_attrs.get("cpu_seconds", 0.0)
     hashes = [t.user_attrs.get("params_hash") for t in evaluated]
+    median_cpu = _median(t.user_attrs.get("cpu_seconds") for t in evaluated)
     # With a free core per worker the command would take its own process's CPU time (start-up, preparing the
-    # study, progress polls, the report: all counted as serial, which overstates it a little) plus the
-    # busiest worker's. Worker processes' CPU time is shared out in proportion to their trials' CPU time.
-    parent = float(note.read_text())
-    in_trials = sum(trial_cpu.values()) or 1.0
-    busiest = 0.0 if jobs == 1 else (cpu - parent) * max(trial_cpu.values()) / in_trials
+    # study, progress polls, the report: all counted as serial, which overstates it a little) plus one
+    # worker's share of the workers' CPU time plus the end: trials are handed out one at a time, so the last
+    # worker finishes up to a trial after the others ((jobs - 1) / jobs of a trial after the average). The
+    # split measured on a shared machine also shows which worker other people's jobs slowed down.
+    own = float(note.read_text())
+    workers = 0.0 if jobs == 1 else (cpu - own) / jobs + median_cpu * (jobs - 1) / jobs
+    split = "/".join(str(n) for n in sorted(Counter(t.user_attrs.get("worker") for t in evaluated).values()))
     return {
         "seconds": seconds,
         "trials": len(trials),
@@ -196,10 +198,12 @@ def run_tradeforge(config: Path, folder: Path, jobs: int, seed: int) -> dict[str
         "repeats_run": len(hashes) - len(set(hashes)),
         "startup": (max(first_start.values()) - launched).total_seconds() if first_start else math.nan,
         "cpu": cpu,
-        "idle_estimate": parent + busiest,
+        "own_cpu": own,
+        "split": split,
+        "idle_estimate": own + workers,
         "memory": memory,
         "median_trial": _median(t.user_attrs.get("seconds") for t in evaluated),
-        "median_trial_cpu": _median(t.user_attrs.get("cpu_seconds") for t in evaluated),
+        "median_trial_cpu": median_cpu,
         "load": (load, os.getloadavg()[0]),
     }
 
@@ -267,6 +271,12 @@ def main(argv: list[str]) -> int:
         f"{estimate[j2]:.2f} evaluated/min, {estimate[j2] / estimate[j1]:.2f}x (a wall-clock run on a quiet machine "
         "is the measurement; this tells overhead from load)"
     )
+    for name in (j1, j2):
+        row = rows[name]
+        print(
+            f"{name}: CPU s {row['cpu']:.1f} of which the command's own process {row['own_cpu']:.1f}; "
+            f"backtests per worker {row['split']}"
+        )
     for name in (j1, j2):
         if rows[name]["repeats_run"]:
             print(f"{name}: {rows[name]['repeats_run']} parameter sets were backtested twice (twins running at once)")
