@@ -79,6 +79,17 @@ def test_jobs_workers_finish_the_budget_and_leave_the_commands_own_connection_wo
     assert os.getpid() not in {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in trials}
 
 
+@pytest.mark.timeout(180)
+def test_trial_of_a_worker_killed_while_creating_it_is_failed_and_replaced(db_url: str, tmp_path: Path) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=3, storage=db_url))
+    with pytest.warns(UserWarning, match="Heartbeat of storage"):  # Optuna's note: not under Study.optimize
+        orphan = prepared.study.ask()  # created, then killed before its first heartbeat and its parameters
+    assert run_prepared(prepared).done == 3
+    states = {t.number: t.state for t in prepared.study.get_trials()}
+    assert states[orphan.number] == TrialState.FAIL
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states.values()) == 3
+
+
 def test_identical_parameters_are_scored_once(tmp_path: Path) -> None:
     config = bot(tmp_path, space={"sma_cross": {"fast": [8, 12], "slow": 40}, "percent_equity": False})
     prepared = prepare(StudyRequest([config], trials=6))

@@ -132,6 +132,11 @@ class CreationLock:
         else:
             log.warning("%s storage: the trial count is not locked and may overshoot", self._backend)
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether holding the lock keeps every other worker from creating a trial (not on MySQL)."""
+        return self._backend in ("sqlite", "postgresql")
+
     def __enter__(self) -> CreationLock:
         self._local.acquire()
         if self._backend == "sqlite":

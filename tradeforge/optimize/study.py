@@ -140,6 +140,8 @@ def run_worker(
         while deadline is None or time.monotonic() < deadline:
             with interrupts.deferred(), lock, _heartbeat_warnings_off():
                 optuna.storages.fail_stale_trials(study)
+                if lock.exclusive:
+                    _fail_orphans(study)
                 trials = study.get_trials(deepcopy=False)
                 done = counted(trials)
                 running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -190,6 +192,17 @@ def run_worker(
             if after_trial is not None:
                 after_trial()
     return finished
+
+
+def _fail_orphans(study: optuna.Study) -> None:
+    """Fail running trials that never got their worker's attributes. A worker creates a trial, records
+    its first heartbeat and proposes its parameters all under the creation lock, so while we hold the
+    lock such a trial belongs to a worker killed in between; without a heartbeat Optuna would never
+    see it go stale, and the study would wait for it forever."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" not in trial.user_attrs:
+            log.warning("trial %d was left behind by a worker that died while creating it: failed", trial.number)
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 @contextlib.contextmanager
