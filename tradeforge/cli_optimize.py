@@ -119,24 +119,26 @@ def optimize(
         TextColumn("best [bold]{task.fields[best]}[/] {task.fields[params]}"),
         console=err,
         transient=False,
+        refresh_per_second=2,  # a clock in seconds needs no more; in-process trials share the interpreter with it
     )
-    with progress:
-        task = progress.add_task("study", total=prepared.budget, best="-", params="")
-        started_at: list[int] = []
+    task = progress.add_task("study", total=prepared.budget, best="-", params="")
+    started_at: list[int] = []
 
-        def show(snap: Any) -> None:
-            if not started_at:  # trials done before this run do not count toward its ETA
-                started_at.append(snap.done)
-                progress.update(task, completed=snap.done)
-                progress.reset(task, total=prepared.budget, completed=snap.done, best="-", params="")
-            progress.update(task, completed=snap.done, best=snap.best_value, params=escape(snap.best_params))
+    def show(snap: Any) -> None:
+        if not started_at:  # trials done before this run do not count toward its ETA
+            started_at.append(snap.done)
+            progress.reset(task, total=prepared.budget, completed=snap.done, best="-", params="")
+            progress.start()  # its refresh thread starts after the worker processes are forked
+        progress.update(task, completed=snap.done, best=snap.best_value, params=escape(snap.best_params))
 
-        try:
-            final = run_prepared(prepared, jobs=jobs, timeout=timeout, on_progress=show)
-        except KeyboardInterrupt:
-            progress.stop()
-            err.print("interrupted: the study is saved; run the same command again to continue it")
-            sys.exit(130)
+    try:
+        final = run_prepared(prepared, jobs=jobs, timeout=timeout, on_progress=show)
+    except KeyboardInterrupt:
+        progress.stop()
+        err.print("interrupted: the study is saved; run the same command again to continue it")
+        sys.exit(130)
+    finally:
+        progress.stop()
     if final.done < prepared.budget:
         err.print(f"stopped by --timeout with {final.done} of {prepared.budget} trials; run again to continue")
     try:

@@ -5,6 +5,9 @@ exported trial reproduces its metric in a plain backtest."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from tradeforge.engine.optimization import (
     run_prepared,
     study_report,
 )
+from tradeforge.feeds.synthetic import generate
 from tradeforge.optimize.storage import open_storage
 from tradeforge.resilience.errors import ConfigError
 
@@ -62,16 +66,53 @@ def test_study_finishes_exactly_its_budget_and_resumes_toward_it(db_url: str, tm
     assert run_prepared(prepare(StudyRequest([config], trials=7, storage=db_url))).done == 7  # nothing left to do
 
 
+def test_jobs_workers_finish_the_budget_and_leave_the_commands_own_connection_working(
+    db_url: str, tmp_path: Path
+) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=6, storage=db_url))
+    assert run_prepared(prepared, jobs=2).done == 6
+    assert study_report(prepared)["n_trials"] == 6  # the command's storage, used before and after the fork
+    again = prepare(StudyRequest([bot(tmp_path)], trials=9, storage=db_url))
+    assert run_prepared(again, jobs=2).done == 9
+    trials = again.study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(9))
+    assert os.getpid() not in {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in trials}
+
+
+@pytest.mark.timeout(180)
+def test_trial_of_a_worker_killed_while_creating_it_is_failed_and_replaced(db_url: str, tmp_path: Path) -> None:
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=3, storage=db_url))
+    with pytest.warns(UserWarning, match="Heartbeat of storage"):  # Optuna's note: not under Study.optimize
+        orphan = prepared.study.ask()  # created, then killed before its first heartbeat and its parameters
+    assert run_prepared(prepared).done == 3
+    states = {t.number: t.state for t in prepared.study.get_trials()}
+    assert states[orphan.number] == TrialState.FAIL
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states.values()) == 3
+
+
 def test_identical_parameters_are_scored_once(tmp_path: Path) -> None:
     config = bot(tmp_path, space={"sma_cross": {"fast": [8, 12], "slow": 40}, "percent_equity": False})
     prepared = prepare(StudyRequest([config], trials=6))
     run_prepared(prepared)
     trials = prepared.study.get_trials()
     fresh = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert all(t.user_attrs["seconds"] > 0 and t.user_attrs["cpu_seconds"] > 0 for t in fresh)
     assert len(trials) == 6 and len(fresh) == 2
     for trial in trials:
         twin = trials[trial.user_attrs.get("duplicate_of", trial.number)]
         assert trial.values == twin.values and trial.user_attrs["params"] == twin.user_attrs["params"]
+
+
+def test_a_twin_running_in_the_other_worker_is_waited_for_not_backtested_again(tmp_path: Path) -> None:
+    config = bot(tmp_path, space={"sma_cross": {"fast": [8, 12], "slow": 40}, "percent_equity": False})
+    prepared = prepare(StudyRequest([config], trials=12))
+    assert run_prepared(prepared, jobs=2).done == 12
+    trials = prepared.study.get_trials()
+    backtested = [t.user_attrs["params_hash"] for t in trials if "duplicate_of" not in t.user_attrs]
+    assert len(backtested) == len(set(backtested))  # each parameter set once, though both workers drew it
+    for trial in trials:
+        twin = trials[trial.user_attrs.get("duplicate_of", trial.number)]
+        assert trial.values == twin.values and twin.number <= trial.number
 
 
 def test_min_trades_rejects_degenerate_trials(tmp_path: Path) -> None:
@@ -175,3 +216,52 @@ def test_median_pruner_stops_trials_between_walk_forward_folds(tmp_path: Path) -
     assert pruned, "some trial should score below the median of earlier trials at a fold"
     assert all(1 <= len(t.intermediate_values) < 3 for t in pruned)  # stopped before its last fold
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 14
+
+
+def test_sqlite_study_commits_in_wal_mode_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{(tmp_path / 'optuna.sqlite').as_posix()}")
+    for _ in range(2):  # every connection of the pool, not only the first
+        with storage.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        storage.engine.dispose()
+
+
+def test_trials_run_with_long_lived_objects_frozen_and_the_collector_is_restored_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gc_probe.py").write_text(
+        "import gc\nseen = []\ndef frozen(result):\n    seen.append(gc.get_freeze_count())\n    return 1.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    frozen_before = gc.get_freeze_count()
+    prepared = prepare(StudyRequest([bot(tmp_path)], trials=2, objectives=["gc_probe:frozen"]))
+    run_prepared(prepared)
+    import gc_probe  # type: ignore[import-not-found]
+
+    assert len(gc_probe.seen) == 2 and all(n > frozen_before for n in gc_probe.seen)
+    assert gc.get_freeze_count() == frozen_before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only; elsewhere they load the data")
+def test_jobs_workers_start_from_the_candles_the_command_already_loaded(tmp_path: Path) -> None:
+    data = tmp_path / "BTC-USDT_1h.parquet"
+    candles = generate("BTC/USDT", "1h", dt.datetime(2023, 1, 1, tzinfo=dt.UTC), 1500, seed=3, start_price=20_000.0)
+    candles.to_frame().to_parquet(data)
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "fork-bot",
+                "data_dir": str(tmp_path / "user_data"),
+                "data": {"source": "parquet", "path": str(data), "symbols": ["BTC/USDT"], "timeframe": "1h"},
+                "strategy": {"preset": "sma_cross"},
+                "optimize": {"space": SPACE, "seed": 7},
+            }
+        )
+    )
+    prepared = prepare(StudyRequest([config], trials=6))
+    data.unlink()  # a worker that loaded the candles again would fail
+    assert run_prepared(prepared, jobs=2).done == 6
+    pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in prepared.study.get_trials()}
+    assert os.getpid() not in pids
