@@ -3,8 +3,9 @@ candles from an exchange. Keeps run_bot free of per-source details."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ import numpy as np
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.data import load_candles
 from tradeforge.engine.restart import RestartPoint
-from tradeforge.feeds.candles import Candles
+from tradeforge.feeds.candles import Candles, to_ns
 from tradeforge.feeds.replay import ReplayFeed
 from tradeforge.feeds.store import CandleStore
 
@@ -33,20 +34,28 @@ class BotFeeds:
     client: ExchangeClient | None = field(default=None, repr=False)
     close: Callable[[], None] = field(default=lambda: None, repr=False)  # ends the feeds' connections
 
-    def strategy(self, cls: type) -> type:
-        """The strategy class, blocked from entering on warm-up candles (a live feed's back-filled
-        history is for indicators, not for trading in the past)."""
-        return cls if not self.warmup else _warmed_up(cls, self.warmup)
+    def strategy(self, cls: type, no_entries: Sequence[tuple[int, int]] = ()) -> type:
+        """The strategy class, blocked from entering on warm-up candles and on candles whose open time
+        (ns) falls in one of the `no_entries` ranges: a live feed's back-filled history is for
+        indicators, not for trading in the past."""
+        if not self.warmup and not no_entries:
+            return cls
+        return _entries_limited(cls, self.warmup, tuple(no_entries))
 
 
-def _warmed_up(cls: type, warmup: int) -> type:
-    class WarmedUp(cls):
+def _entries_limited(cls: type, warmup: int, no_entries: tuple[tuple[int, int], ...]) -> type:
+    class EntriesLimited(cls):
         def _enter(self, book: Any, side: Any, index: int) -> None:
-            if index >= warmup:
-                super()._enter(book, side, index)
+            if index < warmup:
+                return
+            if no_entries:
+                now = to_ns(bt.num2date(book.data.datetime[0]).replace(tzinfo=dt.UTC))
+                if any(first <= now <= last for first, last in no_entries):
+                    return
+            super()._enter(book, side, index)
 
-    WarmedUp.__name__ = WarmedUp.__qualname__ = cls.__name__
-    return WarmedUp
+    EntriesLimited.__name__ = EntriesLimited.__qualname__ = cls.__name__
+    return EntriesLimited
 
 
 def live_store(config: BotConfig) -> CandleStore:

@@ -6,14 +6,16 @@ history re-read and before the first live decision, stopping with the way out wh
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from tradeforge.brokers.ccxt import LookupPolicy, OrderGateway
 from tradeforge.brokers.live import JournalWithReplay, LiveBroker, OrderVenue
 from tradeforge.brokers.reconcile import reconcile
 from tradeforge.config.schema import BotConfig
+from tradeforge.feeds.polled import PolledFeed
 from tradeforge.feeds.timeframes import timeframe_seconds
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES
 from tradeforge.persistence.repository import Repository
@@ -21,6 +23,38 @@ from tradeforge.resilience.errors import ConfigError, Fatal, Problem
 from tradeforge.resilience.exchange import ExchangeClient, load_credentials, require_credentials
 
 CAPITAL_EVENT = "live_capital"  # the starting capital, fixed at the first live start
+MISSED_EVENT = "missed_candles"  # candles that closed while the bot was down: no entries on them
+
+
+def missed_candles(
+    feeds: Sequence[PolledFeed], resume_after_ns: int | None, repository: Repository, say: Callable[[str], None]
+) -> list[tuple[int, int]]:
+    """The open-time ranges (ns) on which a live bot opens no trade: the candles that closed while it
+    was down, back-filled at a restart. Their signals are old, and an entry on them would buy now at
+    today's price; exits still go. The first candle after the last one processed is not among them (a
+    crash may have cut it short after its orders were sent: the re-read must ask for them again), nor
+    is the newest one (it is current). Each start records its range as an event, so that every later
+    restart re-reading those candles blocks the same entries."""
+    ranges = [(int(e.data["first"]), int(e.data["last"])) for e in repository.events(MISSED_EVENT) if e.data]
+    if resume_after_ns is None:
+        return ranges  # a first start: the warm-up candles are never traded on
+    for feed in feeds:
+        missed = [ns for ns in feed.queued_open_times() if ns > resume_after_ns][1:-1]
+        if not missed:
+            continue
+        first, last = missed[0], missed[-1]
+        message = (
+            f"{feed._name}: {len(missed)} candles closed while the bot was down "
+            f"({_at(first):%Y-%m-%d %H:%M} to {_at(last):%Y-%m-%d %H:%M} UTC): indicators read them, no entries on them"
+        )
+        repository.log_event(MISSED_EVENT, message, {"symbol": feed._name, "first": first, "last": last})
+        say(message)
+        ranges.append((first, last))
+    return ranges
+
+
+def _at(ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
 
 
 def check_live(config: BotConfig) -> None:

@@ -308,7 +308,12 @@ def run_bot(
             restart,
         )
         alerts.started(journal, resume_after_ns)
-        strategy_class = feeds.strategy(resolved.cls)
+        no_entries = (
+            live.missed_candles(feeds.feeds, resume_after_ns, repository, say_and_alert)
+            if config.mode == "live"
+            else ()
+        )
+        strategy_class = feeds.strategy(resolved.cls, no_entries)
         cerebro.addstrategy(
             strategy_class,
             **resolved.params,

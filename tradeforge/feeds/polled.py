@@ -25,6 +25,10 @@ class PolledFeed(ArrayFeed):
         self._pending: deque[Row] = deque(rows)
         self._delivered: list[Row] = []
 
+    def queued_open_times(self) -> list[int]:
+        """Open times (ns) of the candles queued for Backtrader and not delivered yet, oldest first."""
+        return [int(row[0]) * self.ROW_TIME_NS for row in self._pending]
+
     def preload(self) -> None:  # pragma: no cover - Cerebro never preloads a live run
         raise RuntimeError(f"a {type(self).__name__} delivers candles one at a time; run Cerebro with preload=False")
 

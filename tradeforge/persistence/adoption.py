@@ -18,7 +18,7 @@ from typing import cast
 from sqlalchemy import Connection, Table, func, insert, select, text
 
 from tradeforge.persistence.models import Event, Order, OrderStatus, Trade
-from tradeforge.persistence.repository import Repository, utc_now
+from tradeforge.persistence.repository import ADOPTED, Repository, utc_now
 from tradeforge.resilience.errors import Rejected
 
 _TRADES = cast(Table, Trade.__table__)
@@ -105,7 +105,7 @@ def adopt_order(
                 side=side,
                 type=type,
                 role=role,
-                reason="adopted",
+                reason=ADOPTED,
                 amount=amount,
                 price=price,
                 stop_price=stop_price,

@@ -19,7 +19,7 @@ from fakes.support import HOUR, T0
 
 from tradeforge.brokers.reconcile import EVENT as RECONCILE_EVENT
 from tradeforge.config.schema import BotConfig
-from tradeforge.engine.live import CAPITAL_EVENT
+from tradeforge.engine.live import CAPITAL_EVENT, MISSED_EVENT
 from tradeforge.engine.runtime import RunOutcome, run_bot
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
@@ -159,3 +159,24 @@ def test_live_mode_with_a_wrong_key_stops_before_any_order(
     with pytest.raises(Fatal, match="refused the API key"):
         run_bot(config, "bot.yaml", stop=threading.Event(), say=lambda s: None)
     assert fake.calls("POST", "/api/v3/order") == []
+
+
+def test_candles_missed_while_down_open_no_trade_and_a_later_restart_blocks_the_same_ones(
+    fake: FakeBinance, tmp_path: Path
+):
+    config = live_config(fake, tmp_path, "late-bot")
+    run_lockstep(fake, config, T0 + 60 * HOUR)
+    last_decided = repository(config).cursors()[("BTC/USDT", "1h")].replace(tzinfo=dt.UTC)
+    fake.advance(30 * HOUR)  # the bot is down while thirty candles close
+    newest_closed = dt.datetime.fromtimestamp(fake.now_ms() / 1000, dt.UTC) - dt.timedelta(hours=1)
+    said: list[str] = []
+    run_lockstep(fake, config, fake.now_ms() + 2 * HOUR, said.append)
+    [missed] = repository(config).events(MISSED_EVENT)
+    first, last = (dt.datetime.fromtimestamp(missed.data[k] / 1e9, dt.UTC) for k in ("first", "last"))
+    # The candle after the last decided one may have been cut short by a crash, the newest is current.
+    assert (first, last) == (last_decided + 2 * dt.timedelta(hours=1), newest_closed - dt.timedelta(hours=1))
+    assert any("no entries on them" in line for line in said)
+    # A third start re-reads all of it with the same blocks: were they not the same, the strategy would ask
+    # for other orders than it did and the re-read would stop with a Divergence.
+    run_lockstep(fake, config, fake.now_ms() + HOUR)
+    assert len(repository(config).events(MISSED_EVENT)) == 1  # no downtime this time: nothing new missed

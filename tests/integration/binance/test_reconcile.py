@@ -103,6 +103,8 @@ def test_an_open_order_with_our_prefix_missing_from_the_database_is_adopted_with
     assert int(later.client_order_id.split("-")[1]) > 99
     again = reconcile(gateway, ["BTC/USDT"])
     assert again.adopted == [] and len(gateway.repository.fills()) == 1
+    # The strategy never asked for the adopted order, so a restarted strategy is not expected to ask again.
+    assert [o.client_order_id for o in gateway.repository.stored_orders()] == [later.client_order_id]
 
 
 def test_an_order_of_ours_that_would_clash_with_a_future_order_id_needs_a_person(
