@@ -264,3 +264,17 @@ def test_the_daily_summary_goes_out_at_its_time(url: str) -> None:
     [text] = api.texts()
     assert text.startswith("<b>[notify-bot] Daily summary</b>\n📊 daily summary ")
     assert "PnL +0.00, 0 trades closed, equity n/a" in text
+
+
+def test_all_stored_says_whether_every_queued_alert_has_reached_the_outbox(url: str) -> None:
+    """A restart snapshot waits for this: alerts of the candles before a snapshot are never derived again."""
+    outbox = outbox_at(url)
+    with running() as api:
+        n = notifier(outbox, telegram(api))
+        assert n.all_stored()
+        n.notify(error(1))
+        assert not n.all_stored()  # queued on the trading thread, not in the outbox until the notifier runs
+        n.start()
+        assert n.wait_idle(10)
+        assert n.all_stored() and len(outbox.rows()) == 1
+        n.stop()

@@ -74,6 +74,11 @@ class BotAlerts:
         self.catching_up: Callable[[], bool] = lambda: False
         self.resume_after: dt.datetime | None = None
 
+    def settled(self) -> bool:
+        """Is every alert so far in the outbox? A restart snapshot waits for it: the alerts of the
+        candles before a snapshot are never derived again."""
+        return self.notifier is None or self.notifier.all_stored()
+
     @classmethod
     def start(
         cls,

@@ -135,7 +135,8 @@ class BotListener:
         equity, cash = money(strategy.equity[-1]) or Decimal(0), money(strategy.broker.getcash()) or Decimal(0)
         restart_point, what = None, f"recording the {now:%Y-%m-%d %H:%M} candle"
         snapshots = self.snapshots
-        if snapshots is not None and not self.journal.catching_up and snapshots.due(strategy):
+        settled = self.alerts is None or self.alerts.settled()
+        if snapshots is not None and not self.journal.catching_up and snapshots.due(strategy) and settled:
             restart_point, what = (self.journal.last_order_id, snapshots.take(strategy)), f"{what} and a snapshot"
         self.persist(lambda: self.repository.checkpoint(now, candles, equity, cash, restart_point), what)
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:

@@ -73,6 +73,8 @@ class Notifier:
         self.poll_interval = poll_interval
         self.background = list(background)  # coroutine factories run on the loop (command polling, daily summary)
         self._queue: queue.SimpleQueue[Alert] = queue.SimpleQueue()
+        self._enqueued = 0  # alerts notify() queued, and how many of them are in the outbox
+        self._stored = 0
         # Replayed alerts older than this are dropped in notify(); None drops them all. The engine
         # refines it at start (engine/alerts.py: BotAlerts._mark_run).
         self.high_water = outbox.high_water()
@@ -102,7 +104,13 @@ class Notifier:
             high_water = self.high_water
             if high_water is None or alert.time < high_water:
                 return  # history already in the outbox (or from before notifications were on)
+        self._enqueued += 1
         self._queue.put(alert)
+
+    def all_stored(self) -> bool:
+        """Has every alert queued so far reached the outbox? Until it has, a SIGKILL would lose one,
+        and only re-reading its history brings it back (so a restart must not skip that history)."""
+        return self._stored == self._enqueued
 
     def _breaker_changed(self, name: str, state: str) -> None:
         """A channel's breaker opened or closed: an alert (other channels carry it while this one is down)."""
@@ -214,6 +222,7 @@ class Notifier:
         except Exception as exc:  # database trouble: keep them and try again on the next tick
             log.warning("cannot store %d alerts in the outbox yet: %s", len(self._unstored), exc)
             return set()
+        self._stored += len(self._unstored)
         self._unstored.clear()
         return {destination for destination, _ in entries}
 
