@@ -65,7 +65,8 @@ class MarketRules:
         if wanted is None or wanted not in self.order_types:
             raise OrderRefused(
                 f"{side} {amount} {self.symbol}: {type} orders are not supported on this market "
-                f"(it takes {', '.join(sorted(self.order_types))}); emulated stops are not implemented yet"
+                f"(it takes {', '.join(sorted(self.order_types))}); "
+                "the live broker emulates a strategy's protective stops on such markets"
             )
         rounded = (amount / self.amount_step).to_integral_value(ROUND_DOWN) * self.amount_step
         if rounded <= 0 or rounded < self.min_amount:
