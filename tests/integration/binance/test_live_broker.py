@@ -72,7 +72,7 @@ def repository(tmp_path: Path) -> Repository:
 
 @pytest.fixture
 def gateway(fake: FakeBinance, repository: Repository) -> OrderGateway:
-    client = ExchangeClient.from_config(fake_exchange_config(fake, timeout_ms=300), KEYS, sleep=lambda s: None)
+    client = ExchangeClient.from_config(fake_exchange_config(fake, timeout_ms=1000), KEYS, sleep=lambda s: None)
     quick_retries(client, attempts=2)
     return OrderGateway(client, repository, lookup=LookupPolicy(wait=0.01, not_found=3, window=0.05))
 
