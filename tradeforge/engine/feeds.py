@@ -71,9 +71,14 @@ def checked_client(config: BotConfig) -> ExchangeClient | None:
     if config.data.source != "binance":
         return None
     from tradeforge.engine.exchange import exchange_client
+
+    return check_symbols(exchange_client(config.exchange), config)
+
+
+def check_symbols(client: ExchangeClient, config: BotConfig) -> ExchangeClient:
+    """`client`, once its exchange lists every symbol of `data.symbols` and the timeframe."""
     from tradeforge.feeds.download import check_request
 
-    client = exchange_client(config.exchange)
     check_request(
         client.load_markets(),
         dict(client.exchange.timeframes),
@@ -129,19 +134,12 @@ def build_feeds(
 def _live_feeds(
     config: BotConfig, stop: threading.Event, say: Callable[[str], None], client: ExchangeClient | None
 ) -> BotFeeds:
-    from tradeforge.engine.exchange import exchange_client, store_folder
+    from tradeforge.engine.exchange import store_folder
     from tradeforge.feeds.ccxt import LiveFeed
-    from tradeforge.feeds.download import check_request
 
     exchange = config.exchange
-    client = client or exchange_client(exchange)
-    check_request(
-        client.load_markets(),
-        dict(client.exchange.timeframes),
-        config.data.symbols,
-        config.data.timeframe,
-        where=("data.symbols", "data.timeframe"),
-    )
+    client = client or checked_client(config)
+    assert client is not None  # data.source is binance here
     store, folder = live_store(config), store_folder(exchange)
     feeds: list[LiveFeed] = []
     for symbol in config.data.symbols:

@@ -13,8 +13,8 @@ from decimal import Decimal
 from tradeforge.brokers.ccxt import OrderGateway
 from tradeforge.brokers.reconcile import ReconcileReport, accept_exchange_state, reconcile
 from tradeforge.config.schema import BotConfig
+from tradeforge.engine.feeds import check_symbols
 from tradeforge.engine.runtime import open_repository
-from tradeforge.feeds.download import check_request
 from tradeforge.resilience.errors import ConfigError, Problem
 from tradeforge.resilience.exchange import ExchangeClient, load_credentials, require_credentials
 
@@ -39,14 +39,7 @@ def reconcile_bot(
     exchange = config.exchange
     credentials = load_credentials(exchange, environ)
     require_credentials(exchange, credentials)
-    client = ExchangeClient.from_config(exchange, credentials)
-    check_request(
-        client.load_markets(),
-        dict(client.exchange.timeframes),
-        config.data.symbols,
-        config.data.timeframe,
-        where=("data.symbols", "data.timeframe"),
-    )
+    client = check_symbols(ExchangeClient.from_config(exchange, credentials), config)
     client.fetch_balance()  # the keys work (a refusal names where they come from) before anything is written
     repository = open_repository(config, config_hint)
     owner = repository.acquire_lock()
