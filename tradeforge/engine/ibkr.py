@@ -10,12 +10,9 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 
-import numpy as np
-
 from tradeforge.config.schema import BotConfig
-from tradeforge.feeds.candles import Candles
 from tradeforge.feeds.ibkr import BAR_SIZES, IbkrFeed
-from tradeforge.feeds.store import CandleStore
+from tradeforge.feeds.store import CandleStore, StagedHistory
 from tradeforge.resilience.errors import ConfigError, Problem
 from tradeforge.resilience.ibkr import IbConnection, IbFactory, ResolvedContract
 
@@ -89,29 +86,17 @@ def _backfilled(
 ) -> list[IbkrFeed]:
     settings, data = config.ibkr, config.data
     contracts = resolve_contracts(connection, data.symbols)
-    backfilled: list[Candles] = []
-    started = False
-
-    def keep(page: Candles) -> None:
-        if started:
-            store.save(STORE_FOLDER, page)
-        else:
-            backfilled.append(page)
-
+    staged = StagedHistory(store, STORE_FOLDER)
     feeds = []
     for symbol in data.symbols:
-        if store.exists(STORE_FOLDER, symbol, data.timeframe):
-            history = store.load(STORE_FOLDER, symbol, data.timeframe)
-        else:
-            empty = np.empty(0)
-            history = Candles(symbol, data.timeframe, empty.astype(np.int64), empty, empty, empty, empty, empty)
+        history = staged.history(symbol, data.timeframe)
         sec_type = settings.contract_for(symbol).sec_type
         feed = IbkrFeed(
             connection,
             contracts[symbol],
             history,
             what_to_show=settings.what_to_show or ("MIDPOINT" if sec_type == "CASH" else "TRADES"),
-            on_closed=keep,
+            on_closed=staged.keep,
             poll_interval=settings.poll_interval,
             grace=settings.grace,
             clock=clock,
@@ -123,9 +108,7 @@ def _backfilled(
             f"{connection.address} ({contracts[symbol].contract.secType} {contracts[symbol].contract.exchange})"
         )
         feeds.append(feed)
-    for page in backfilled:
-        store.save(STORE_FOLDER, page)
-    started = True
+    staged.commit()
     return feeds
 
 

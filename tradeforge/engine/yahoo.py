@@ -11,13 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tradeforge.config.schema import BotConfig, YahooConfig
 from tradeforge.engine.exchange import Format, export_csv
-from tradeforge.feeds.candles import Candles
 from tradeforge.feeds.sessions import ExtendedSessions, MarketSessions, calendar_code
-from tradeforge.feeds.store import CandleStore
+from tradeforge.feeds.store import CandleStore, StagedHistory
 from tradeforge.feeds.yahoo import YahooClient, YahooFeed, YahooReport, check_request, download, store_folder
 from tradeforge.resilience.errors import Temporary
 from tradeforge.resilience.exchange import RetryPolicy, make_breaker
@@ -94,29 +91,17 @@ def yahoo_feeds(
     folder = store_folder(settings.adjust, settings.prepost)
     # Back-filled candles are kept until every symbol's back-fill succeeded: an unknown symbol or an
     # unreachable Yahoo stops the start with the bot's history as it was.
-    backfilled: list[Candles] = []
-    started = False
-
-    def keep(page: Candles) -> None:
-        if started:
-            store.save(folder, page)
-        else:
-            backfilled.append(page)
-
+    staged = StagedHistory(store, folder)
     feeds = []
     for symbol in data.symbols:
-        if store.exists(folder, symbol, data.timeframe):
-            history = store.load(folder, symbol, data.timeframe)
-        else:
-            empty = np.empty(0)
-            history = Candles(symbol, data.timeframe, empty.astype(np.int64), empty, empty, empty, empty, empty)
+        history = staged.history(symbol, data.timeframe)
         feed = YahooFeed(
             client,
             history,
             sessions=sessions[symbol],
             adjust=settings.adjust,
             prepost=settings.prepost,
-            on_closed=keep,
+            on_closed=staged.keep,
             poll_interval=settings.poll_interval,
             grace=settings.grace,
             stop=stop,
@@ -130,7 +115,5 @@ def yahoo_feeds(
             f"adjust: {settings.adjust})"
         )
         feeds.append(feed)
-    for page in backfilled:
-        store.save(folder, page)
-    started = True
+    staged.commit()
     return feeds

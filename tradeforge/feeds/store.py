@@ -121,3 +121,34 @@ def _describe(path: Path) -> StoredSeries:
         start=to_datetime(stamps.min()) if len(stamps) else None,
         end=to_datetime(stamps.max()) if len(stamps) else None,
     )
+
+
+class StagedHistory:
+    """A live bot's candle history in one store folder, for feeds that back-fill at start: the pages
+    they back-fill are held until `commit()`, so a start that fails half-way (an unknown symbol, an
+    unreachable source) leaves the stored history as it was; after it, each page is saved as it comes."""
+
+    def __init__(self, store: CandleStore, folder: str) -> None:
+        self.store = store
+        self.folder = folder
+        self._held: list[Candles] | None = []
+
+    def history(self, symbol: str, timeframe: str) -> Candles:
+        """The stored candles of `symbol`, or none yet."""
+        if self.store.exists(self.folder, symbol, timeframe):
+            return self.store.load(self.folder, symbol, timeframe)
+        empty = np.empty(0)
+        return Candles(symbol, timeframe, empty.astype(np.int64), empty, empty, empty, empty, empty)
+
+    def keep(self, page: Candles) -> None:
+        """A feed's `on_closed`: held before `commit()`, saved after it."""
+        if self._held is None:
+            self.store.save(self.folder, page)
+        else:
+            self._held.append(page)
+
+    def commit(self) -> None:
+        """Every feed's back-fill succeeded: save what was held, and from now on save as it comes."""
+        for page in self._held or []:
+            self.store.save(self.folder, page)
+        self._held = None
