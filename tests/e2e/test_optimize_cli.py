@@ -11,8 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +18,10 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 from tradeforge.optimize.storage import open_storage
-from tradeforge.persistence.database import normalise_url
 
 SCRIPT = Path(sys.executable).parent / "tradeforge"
-POSTGRES_URL = os.environ.get("TRADEFORGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SPACE = {"sma_cross": {"fast": {"low": 5, "high": 30}, "slow": {"low": 35, "high": 120}}, "percent_equity": False}
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -159,50 +151,21 @@ def test_jobs_starts_worker_processes_that_share_the_exact_budget(tmp_path: Path
     assert process.pid not in pids and 1 <= len(pids) <= 2  # trials ran in the worker processes
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL on a fresh schema of the PostgreSQL test server; skips (fails on CI) when unreachable."""
-    admin = create_engine(
-        normalise_url(POSTGRES_URL),
-        isolation_level="AUTOCOMMIT",
-        poolclass=NullPool,
-        connect_args={"connect_timeout": 5},
-    )
-    try:
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except DBAPIError as exc:
-        admin.dispose()
-        reason = f"PostgreSQL at {make_url(normalise_url(POSTGRES_URL)).render_as_string()} is unreachable ({exc.orig})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the distributed study test against PostgreSQL", pytrace=False)
-        pytest.skip(reason)
-    schema = f"tf_opt_{uuid.uuid4().hex[:16]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(normalise_url(POSTGRES_URL)).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text("SET lock_timeout = '15s'"))
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def test_two_workers_on_postgresql_finish_exactly_the_budget_between_them(tmp_path: Path, postgres_url: str) -> None:
+def test_two_workers_on_postgresql_finish_exactly_the_budget_between_them(
+    tmp_path: Path, postgres_schema_url: str
+) -> None:
     write_bot(tmp_path, end="2023-12-31")
-    created = tf(tmp_path, "optimize", "--config", "bot.yaml", "--storage", postgres_url, "--trials", "20",
+    created = tf(tmp_path, "optimize", "--config", "bot.yaml", "--storage", postgres_schema_url, "--trials", "20",
                  "--timeout", "0.001")  # fmt: skip
     assert created.returncode == 0, created.stderr
-    command = [str(SCRIPT), "optimize-worker", "--storage", postgres_url, "--study", "cli-bot"]
+    command = [str(SCRIPT), "optimize-worker", "--storage", postgres_schema_url, "--study", "cli-bot"]
     workers = [
         subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
-    trials = trials_of(postgres_url)
+    trials = trials_of(postgres_schema_url)
     assert sum(t.state in COUNTED for t in trials) == 20
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) == len(trials)
