@@ -110,6 +110,13 @@ class PaperBroker(SimulatedBroker):
         order.addinfo(client_order_id=client_id, journalled=Decimal(0), fills=0)
         return super().submit(order, check)
 
+    def restore_resting(self, order: bt.Order, oco: bt.Order | None) -> None:
+        """An order resting at a snapshot keeps the client order id its intent got when it was first
+        submitted (in its info); nothing of it had filled (the snapshot was taken on a quiet candle)."""
+        if order.info.get("client_order_id") is not None:
+            order.addinfo(journalled=Decimal(0), fills=0)
+        super().restore_resting(order, oco)
+
     def notify(self, order: bt.Order) -> None:
         super().notify(order)
         client_id = order.info.get("client_order_id")

@@ -6,11 +6,18 @@ daily cash adjustments. With no interest configured and stock-like commissions, 
 exactly 0.0, so `next` skips them (and, with no order in flight, goes straight to valuing the
 portfolio); when either could matter it runs Backtrader's code unchanged.
 Order matching, cash and value are Backtrader's own, so results are identical (tests prove it).
+A restart from a snapshot holding positions puts them and their resting orders back as they were
+(`restore_positions`, `restore_resting`).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any
+
+import backtrader as bt
 from backtrader.brokers import BackBroker
+from backtrader.position import Position
 
 
 class SimulatedBroker(BackBroker):
@@ -54,3 +61,30 @@ class SimulatedBroker(BackBroker):
                 elif order.status == order.Completed:
                     self._bracketize(order)
         self._get_value()
+
+    # --- restarts from a snapshot (engine/restart.py) -------------------------------------------
+
+    def restore_positions(self, positions: list[tuple[Any, float, float, float | None]]) -> None:
+        """Positions as (data, size, price, adjbase), in the order the snapshot's broker held them:
+        the portfolio value is a float sum in that order, so a restart keeps it to stay bit for bit."""
+        restored: defaultdict[Any, Position] = defaultdict(Position)
+        for data, size, price, adjbase in positions:
+            position = restored[data] = Position(size, price)
+            position.adjbase = adjbase
+        held: dict[Any, Position] = self.positions  # type: ignore[has-type]  # set in BackBroker.init
+        for data, position in held.items():  # empty ones the re-read created: after the saved ones
+            restored.setdefault(data, position)
+        self.positions = restored
+        self._get_value()
+
+    def restore_resting(self, order: bt.Order, oco: bt.Order | None) -> None:
+        """Put back an order that was resting (accepted, not filled) when the snapshot was taken, as
+        `submit` + `check_submitted` left it then (in its OCO group, in the matching queue), without
+        submitting it again: no notification, and a paper broker writes no second intent."""
+        self._ocoize(order, oco)
+        self._pchildren[order.ref].append(order)  # what `_bracketize` pops when it completes
+        order.pannotated = None
+        order.submit(self)
+        order.accept(self)
+        self.orders.append(order)
+        self.pending.append(order)

@@ -2,7 +2,7 @@
 own orders.
 
 Recovery is replay: a restarted bot re-reads its candles (from its latest snapshot, a candle on
-which it was flat, see engine/runtime.py; without one, from the first candle it ever processed),
+which nothing was in flight, see engine/restart.py; without one, from the first candle it ever processed),
 and the strategy, being deterministic, asks for the same orders in the same sequence. Each such
 request is matched against the orders already stored (in creation order) and adopts the stored
 client order id instead of writing a new intent; fills and status changes already stored are
@@ -24,6 +24,7 @@ from tradeforge.persistence.repository import FillReport, OrderIntent, RecordedI
 from tradeforge.resilience.errors import Fatal
 
 CRASH_AFTER_INTENT_ENV = "TRADEFORGE_FAULT_CRASH_AFTER_INTENT"  # tests: die right after the Nth intent commit
+CRASH_AFTER_FILL_ENV = "TRADEFORGE_FAULT_CRASH_AFTER_FILL"  # tests: die right after the Nth new fill commit
 
 
 # Amounts are stored with 18 decimals (NUMERIC(36, 18) on PostgreSQL): a request for 0.0065969621513127085
@@ -36,24 +37,36 @@ class Divergence(Fatal):
 
 
 class RepositoryJournal:
-    def __init__(self, repository: Repository, persist: Persist | None = None, after_order_id: int = 0) -> None:
-        """`after_order_id`: the orders up to this row were all settled at the snapshot the bot
-        resumes from; only later ones are asked for again."""
+    def __init__(
+        self,
+        repository: Repository,
+        persist: Persist | None = None,
+        after_order_id: int = 0,
+        open_trades: dict[str, int] | None = None,
+    ) -> None:
+        """`after_order_id`: the orders up to this row were placed before the snapshot the bot
+        resumes from (settled, or resting protective orders the snapshot puts back as they were);
+        only later ones are asked for again. `open_trades`: the snapshot's open trade per symbol."""
         self.repository = repository
         self.persist = persist or Persist(repository)
         self._to_adopt = deque(repository.stored_orders(after_id=after_order_id))
         self._last_order_id = self._to_adopt[-1].id if self._to_adopt else after_order_id
         self.adopted = 0
         self._settled: dict[str, OrderStatus] = {}  # adopted orders already terminal in the database
-        self._open_trade: dict[str, int] = {}
+        self._open_trade: dict[str, int] = dict(open_trades or {})
         self._intents_written = 0
-        crash_after = os.environ.get(CRASH_AFTER_INTENT_ENV, "")
-        self._crash_after = int(crash_after) if crash_after.isdigit() else None
+        self._crash_after = _fault(CRASH_AFTER_INTENT_ENV)
+        self._crash_after_fill = _fault(CRASH_AFTER_FILL_ENV)
+        self._fills_written = 0
 
     @property
     def last_order_id(self) -> int:
         """Row id of the newest order this run wrote or adopted (what a snapshot counts)."""
         return self._last_order_id
+
+    def open_trades(self) -> dict[str, int]:
+        """Each symbol's latest trade (what an exit intent links to), for a snapshot."""
+        return dict(self._open_trade)
 
     @property
     def catching_up(self) -> bool:
@@ -151,7 +164,11 @@ class RepositoryJournal:
         if self._settled.get(client_order_id) == OrderStatus.FILLED:
             return
         fill = FillReport(fill_id, amount, price, time, fee=fee)
-        self.persist(lambda: self.repository.record_fill(client_order_id, fill), f"recording fill {fill_id}")
+        new = self.persist(lambda: self.repository.record_fill(client_order_id, fill), f"recording fill {fill_id}")
+        if new and self._crash_after_fill is not None:
+            self._fills_written += 1
+            if self._fills_written >= self._crash_after_fill:
+                os._exit(137)  # fault injection: as if SIGKILLed after the fill's commit (OCO cancels not yet)
 
     def closed(self, client_order_id: str, status: str) -> None:
         if self._settled.get(client_order_id) == status:
@@ -159,6 +176,11 @@ class RepositoryJournal:
         self.persist(
             lambda: self.repository.mark_order(client_order_id, OrderStatus(status)), f"closing {client_order_id}"
         )
+
+
+def _fault(variable: str) -> int | None:
+    value = os.environ.get(variable, "")
+    return int(value) if value.isdigit() else None
 
 
 def _same(wanted: tuple[str, str, str, str, Decimal], stored: tuple[str, str, str, str, Decimal]) -> bool:

@@ -1,13 +1,17 @@
 """Restart points: how a paper bot on a replay feed resumes from its latest snapshot instead of
 re-reading its whole history.
 
-At the end of a candle on which the strategy is flat (no position, no order in flight or resting),
-its state (cash, trade statistics, protections, last exits, the operator's pause) is stored with the
-candle's cursor in one commit, at most every `SNAPSHOT_EVERY` candles. A restart then re-reads only
-the `window` candles before the snapshot that the strategy's trailing-window indicators need
-(a live strategy computes them over its last `window` candles, see Strategy.start, so even
-recursive ones such as EMA or Wilder's RSI/ATR come out bit for bit), skips the strategy's logic on
-them, restores the state on the snapshot's candle, and re-adopts only the orders placed after it.
+At the end of a quiet candle (nothing in flight: no entry or exit order, no order notification
+pending; open positions with their resting protective orders are fine, see Strategy.is_quiet), the
+strategy's state (cash, positions and Backtrader's open trades, the resting orders with their client
+order ids and trailing levels, trade statistics, protections, last exits, the operator's pause) and
+the journal's open trade per symbol are stored with the candle's cursor in one commit, at most every
+`SNAPSHOT_EVERY` candles. A restart then re-reads only the `window` candles before the snapshot that
+the strategy's trailing-window indicators need (a live strategy computes them over its last
+`window` candles, see Strategy.start, so even recursive ones such as EMA or Wilder's RSI/ATR come
+out bit for bit), skips the strategy's logic on them, restores the state on the snapshot's candle
+(the resting orders go back into the broker without new intents: their intents are stored), and
+re-adopts only the orders placed after it.
 
 Only strategies composed of tradeforge's own mixins and presets restart from snapshots: a plugin's
 mixin may keep state no snapshot knows about, so such a bot re-reads its whole history as before.
@@ -39,7 +43,7 @@ from tradeforge.strategies.mixins.sizing import SIZINGS
 from tradeforge.strategies.params import Mixin
 
 SNAPSHOT_EVERY = 50  # candles between snapshots: a restart re-reads at most this many (+ the window)
-SNAPSHOT_VERSION = 1  # bump when the state's shape changes: older snapshots are then ignored
+SNAPSHOT_VERSION = 2  # bump when the state's shape changes: older snapshots are then ignored
 _BACKTRADER_BASES = frozenset(bt.Strategy.__mro__)
 _BUILT_IN_MIXINS: frozenset[type] = frozenset((*ENTRIES, *EXITS, *SIZINGS, *FILTERS, *PROTECTIONS))
 
@@ -70,6 +74,15 @@ class RestartPoint:
     @property
     def strategy_state(self) -> dict[str, Any]:
         return self.state["strategy"]
+
+    @property
+    def open_trades(self) -> dict[str, int]:
+        """The journal's open trade per symbol at the snapshot: exits placed after it link to them."""
+        return {symbol: int(trade) for symbol, trade in self.state["journal"]["open_trades"].items()}
+
+    @property
+    def open_positions(self) -> int:
+        return sum(1 for book in self.strategy_state["books"].values() if book["open"] is not None)
 
     def resume(self) -> Resume:
         return Resume(float(to_bt_dates(np.array([to_ns(self.time)]))[0]), self.strategy_state)
@@ -111,8 +124,19 @@ class Snapshots:
 
     def due(self, strategy: Strategy) -> bool:
         self._since += 1
-        return self._since >= SNAPSHOT_EVERY and strategy.is_flat()
+        return self._since >= SNAPSHOT_EVERY and strategy.is_quiet()
 
-    def take(self, strategy: Strategy) -> dict[str, Any]:
+    def take(self, strategy: Strategy, open_trades: dict[str, int]) -> dict[str, Any]:
+        """`open_trades`: the journal's (RepositoryJournal.open_trades)."""
         self._since = 0
-        return {"version": SNAPSHOT_VERSION, "paused": bool(self._paused()), "strategy": strategy.restart_state()}
+        return snapshot_state(strategy, open_trades, bool(self._paused()))
+
+
+def snapshot_state(strategy: Strategy, open_trades: dict[str, int], paused: bool) -> dict[str, Any]:
+    """What a snapshot stores (the benchmark builds its snapshots with it too)."""
+    return {
+        "version": SNAPSHOT_VERSION,
+        "paused": paused,
+        "strategy": strategy.restart_state(),
+        "journal": {"open_trades": open_trades},
+    }

@@ -137,7 +137,8 @@ class BotListener:
         snapshots = self.snapshots
         settled = self.alerts is None or self.alerts.settled()
         if snapshots is not None and not self.journal.catching_up and snapshots.due(strategy) and settled:
-            restart_point, what = (self.journal.last_order_id, snapshots.take(strategy)), f"{what} and a snapshot"
+            state = snapshots.take(strategy, self.journal.open_trades())
+            restart_point, what = (self.journal.last_order_id, state), f"{what} and a snapshot"
         self.persist(lambda: self.repository.checkpoint(now, candles, equity, cash, restart_point), what)
         if time.monotonic() - self._last_heartbeat > HEARTBEAT_SECONDS:
             self.persist(lambda: self.repository.heartbeat(self.owner), "renewing the run lock")
@@ -156,7 +157,8 @@ class BotListener:
             )
         assert self.resume_after_ns is not None
         after = dt.datetime.fromtimestamp(self.resume_after_ns / 1e9, dt.UTC)
-        since = f" from the snapshot at {self.restart.time:%Y-%m-%d %H:%M}" if self.restart else ""
+        holding = self.restart.open_positions if self.restart else 0
+        since = f" from the snapshot at {self.restart.time:%Y-%m-%d %H:%M} ({holding} open)" if self.restart else ""
         message = (
             f"recovered in {time.monotonic() - self._started:.1f} s: re-read history{since} up to "
             f"{after:%Y-%m-%d %H:%M}, re-adopted {self.journal.adopted} stored orders; "
@@ -166,6 +168,7 @@ class BotListener:
             "resumed_after": after.isoformat(),
             "adopted_orders": self.journal.adopted,
             "snapshot": self.restart.time.isoformat() if self.restart else None,
+            "snapshot_positions": holding,
         }
         self.persist(lambda: self.repository.log_event("recovered", message, data), "logging the recovery")
         self.say(message)
@@ -244,7 +247,11 @@ def run_bot(
         # Read the stored orders and cursors once, under the lock: nothing else writes them now.
         persist = Persist(repository, should_stop=stop.wait, say=say_and_alert)
         restart = restart_point(repository, config, resolved.cls)
-        journal = RepositoryJournal(repository, persist, restart.last_order_id if restart else 0)
+        journal = (
+            RepositoryJournal(repository, persist, restart.last_order_id, restart.open_trades)
+            if restart
+            else RepositoryJournal(repository, persist)
+        )
         cursors = repository.cursors()
         has_history = journal.catching_up or bool(cursors)
         if has_history and repository.instance().config_hash != config_hash(config):

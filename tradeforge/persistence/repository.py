@@ -895,7 +895,7 @@ class Repository:
     # --- strategy snapshots: restart points (engine/runtime.py) -----------------------------------
 
     def latest_snapshot(self) -> StrategySnapshot | None:
-        """The bot's restart point, if it has been flat at the end of a candle since snapshots exist."""
+        """The bot's restart point, if it has had a quiet candle (nothing in flight) since snapshots exist."""
         with self._tx() as session:
             return session.get(StrategySnapshot, self.bot_id)
 

@@ -415,38 +415,62 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         if listener is not None and hasattr(listener, hook):
             getattr(listener, hook)(self, *args)
 
-    # --- snapshots: restart from a flat candle instead of from the first one -------------------
+    # --- snapshots: restart from a quiet candle instead of from the first one ------------------
 
-    def is_flat(self) -> bool:
-        """No position, no order in flight or resting, no order notification still to deliver: the
-        strategy's future depends on nothing but what `restart_state` captures (and the candles)."""
+    def is_quiet(self) -> bool:
+        """Nothing in flight: no entry or exit order, no open trade waiting for its protective
+        orders, no order notification still to deliver, and every resting order is an unfilled
+        protective order of an open trade (in its OCO group's order). Open positions and their
+        resting stops, take-profits and trailing stops are allowed: `restart_state` captures them,
+        and everything else the strategy's future depends on (besides the candles)."""
         broker = self.broker
-        if broker.pending or broker.submitted or broker._toactivate or broker.notifs:
+        if broker.submitted or broker._toactivate or broker.notifs:
             return False
-        return not any(
-            book.side is not None
-            or book.entry_order is not None
-            or book.exit_order is not None
-            or book.protective
-            or book.unprotected
-            or self.getposition(book.data).size
-            for book in self.books
-        )
+        rank = {id(order): i for i, order in enumerate(broker.pending)}
+        resting = 0
+        for book in self.books:
+            if book.entry_order is not None or book.exit_order is not None or book.unprotected:
+                return False
+            position = self.getposition(book.data).size
+            if book.side is None:
+                if position or book.protective:
+                    return False
+                continue
+            if position != (book.size if book.side == "long" else -book.size):
+                return False
+            trades = self._trades[book.data][0]
+            if not trades or not trades[-1].isopen or trades[-1].size != position:
+                return False
+            ranks = [rank.get(id(order), -1) for order in book.protective]
+            if ranks != sorted(ranks) or any(
+                r < 0 or o.status != o.Accepted or o.executed.size for r, o in zip(ranks, book.protective, strict=True)
+            ):
+                return False
+            resting += len(ranks)
+        return resting == len(broker.pending)
 
     def restart_state(self) -> dict[str, Any]:
-        """The state a flat strategy's next decisions depend on besides the candles (call at the end
-        of a candle, when `is_flat`). Bar positions are stored as distances from this candle, so a
+        """The state a quiet strategy's next decisions depend on besides the candles (call at the end
+        of a candle, when `is_quiet`). Bar positions are stored as distances from this candle, so a
         restart that re-reads fewer candles maps them onto its own bar numbers."""
         bars = len(self.equity)
+        rank = {id(order): i for i, order in enumerate(self.broker.pending)}
         return {
             "window": self.window,
             "cash": self.broker.getcash(),
+            "equity": self.equity[-1] if bars else None,
+            # In the broker's order, empty ones included: the portfolio value sums them in it.
+            "positions": [
+                [self._book_of[id(data)].symbol, position.size, position.price, position.adjbase]
+                for data, position in self.broker.positions.items()
+            ],
             "books": {
                 book.symbol: {
                     "time": bar_datetime(book.clock[0]).isoformat() if book.clock._idx >= 0 else None,
                     "exit_bars_ago": None if book.last_exit_index is None else book.clock._idx - book.last_exit_index,
                     "exit_reason": book.last_exit_reason,
                     "exit_price": book.last_exit_price,
+                    "open": None if book.side is None else self._open_trade_state(book, rank),
                 }
                 for book in self.books
             },
@@ -454,6 +478,28 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             "mixins": {
                 m.name: state for m in self.protection_mixins if (state := m.saved_state(self, bars)) is not None
             },
+        }
+
+    def _open_trade_state(self, book: SymbolBook, rank: dict[int, int]) -> dict[str, Any]:
+        """An open trade: the book's side of it, Backtrader's `Trade` (what `notify_trade` reads when
+        it closes, so the closed record comes out bit for bit) and its resting protective orders."""
+        trade = self._trades[book.data][0][-1]
+        return {
+            "side": book.side,
+            "size": book.size,
+            "entry_price": book.entry_price,
+            "entry_bars_ago": book.clock._idx - book.entry_index,
+            "trade": {
+                "size": trade.size,
+                "price": trade.price,
+                "value": trade.value,
+                "commission": trade.commission,
+                "pnl": trade.pnl,
+                "pnlcomm": trade.pnlcomm,
+                "dtopen": trade.dtopen,
+                "bars_ago": len(book.data) - trade.baropen,
+            },
+            "protective": [_resting_order_state(order, rank[id(order)]) for order in book.protective],
         }
 
     def _resuming(self) -> bool:
@@ -479,6 +525,13 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
 
     def _restore_state(self, state: dict[str, Any]) -> None:
         bars = len(self.equity)
+        data_of = {book.symbol: book.data for book in self.books}
+        self.broker.restore_positions(
+            [(data_of[symbol], size, price, adjbase) for symbol, size, price, adjbase in state["positions"]]
+        )
+        if state["equity"] is not None:  # this candle's value as the snapshot's run saw it, positions included
+            self.equity[-1] = state["equity"]
+        resting: list[tuple[int, bt.Order, bt.Order | None]] = []
         for book in self.books:
             book.last_index = book.clock._idx
             saved = state["books"].get(book.symbol)
@@ -487,11 +540,36 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             ago = saved["exit_bars_ago"]
             book.last_exit_index = None if ago is None else book.clock._idx - ago
             book.last_exit_reason, book.last_exit_price = saved["exit_reason"], saved["exit_price"]
+            if saved["open"] is not None:
+                resting += self._restore_open_trade(book, saved["open"])
+        for _, order, oco in sorted(resting, key=lambda item: item[0]):  # the matching queue's order
+            self.broker.restore_resting(order, oco)
         self.trade_stats = TradeStats(**state["trade_stats"])
         for mixin in self.protection_mixins:
             saved = state["mixins"].get(mixin.name)
             if saved is not None:
                 mixin.load_state(self, saved, bars)
+
+    def _restore_open_trade(self, book: SymbolBook, saved: dict[str, Any]) -> list[tuple[int, bt.Order, Any]]:
+        """The book and Backtrader's open `Trade` as they were; the protective orders to put back
+        (rank in the broker's queue, order, its OCO group's leader)."""
+        book.side, book.size, book.entry_price = saved["side"], saved["size"], saved["entry_price"]
+        book.entry_index = book.clock._idx - saved["entry_bars_ago"]
+        kept = saved["trade"]
+        trade = bt.Trade(data=book.data, historyon=self._tradehistoryon, size=kept["size"], price=kept["price"])
+        trade.value, trade.commission = kept["value"], kept["commission"]
+        trade.pnl, trade.pnlcomm = kept["pnl"], kept["pnlcomm"]
+        trade.dtopen, trade.baropen = kept["dtopen"], len(book.data) - kept["bars_ago"]
+        trade.long, trade.isopen, trade.status = kept["size"] > 0, True, bt.Trade.Open
+        self._trades[book.data][0] = [trade]
+        placed: list[tuple[int, bt.Order, Any]] = []
+        leader = None
+        for order_state in saved["protective"]:
+            order = _restored_order(self, book.data, order_state)
+            book.protective.append(order)
+            placed.append((order_state["rank"], order, leader))
+            leader = leader or order
+        return placed
 
     # --- results -------------------------------------------------------------------------------
 
@@ -509,9 +587,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 TradeRecord(
                     symbol=book.symbol,
                     side="long" if direction > 0 else "short",
-                    entry_time=bar_datetime(book.data.datetime.array[book.entry_index])
-                    if book.entry_index >= 0
-                    else bar_datetime(book.data.datetime[0]),
+                    entry_time=bar_datetime(self._trades[book.data][0][-1].dtopen),
                     exit_time=None,
                     size=abs(position.size),
                     entry_price=position.price,
@@ -537,6 +613,49 @@ class Resume:
 
     at: float
     state: dict[str, Any]
+
+
+def _resting_order_state(order: bt.Order, rank: int) -> dict[str, Any]:
+    """A resting protective order as a snapshot keeps it: what Backtrader matches it on (its
+    `created` prices, a trailing stop's current level included) and its info (role, reason, the
+    client order id the broker journalled it under)."""
+    created = order.created
+    return {
+        "rank": rank,  # position in the broker's matching queue: fills and cancels happen in it
+        "buy": order.isbuy(),
+        "exectype": order.exectype,
+        "size": abs(order.size),
+        "price": order.p.price,
+        "trailamount": order.p.trailamount,
+        "trailpercent": order.p.trailpercent,
+        "created": {
+            "dt": created.dt,
+            "price": created.price,
+            "pricelimit": created.pricelimit,
+            "pclose": created.pclose,
+        },
+        "info": {key: value for key, value in order.info.items() if isinstance(value, str | int | float | None)},
+    }
+
+
+def _restored_order(strategy: Strategy, data: Any, saved: dict[str, Any]) -> bt.Order:
+    """A protective order rebuilt from `_resting_order_state`, not submitted (see
+    SimulatedBroker.restore_resting)."""
+    kind = bt.BuyOrder if saved["buy"] else bt.SellOrder
+    order = kind(
+        owner=strategy,
+        data=data,
+        size=saved["size"],
+        price=saved["price"],
+        exectype=saved["exectype"],
+        trailamount=saved["trailamount"],
+        trailpercent=saved["trailpercent"],
+    )
+    created = saved["created"]
+    order.created.dt, order.created.price = created["dt"], created["price"]
+    order.created.pricelimit, order.created.pclose = created["pricelimit"], created["pclose"]
+    order.addinfo(**saved["info"])
+    return order
 
 
 def _one_or_none(cls: type, kind: type[M]) -> type[M] | None:
