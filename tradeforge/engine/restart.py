@@ -21,7 +21,7 @@ Exchange feeds (Binance, Yahoo) also re-read their whole stored history.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import backtrader as bt
@@ -45,6 +45,7 @@ from tradeforge.strategies.params import Mixin
 SNAPSHOT_EVERY = 50  # candles between snapshots: a restart re-reads at most this many (+ the window)
 SNAPSHOT_VERSION = 2  # bump when the state's shape changes: older snapshots are then ignored
 _BACKTRADER_BASES = frozenset(bt.Strategy.__mro__)
+_COLUMNS = ("open", "high", "low", "close", "volume")
 _BUILT_IN_MIXINS: frozenset[type] = frozenset((*ENTRIES, *EXITS, *SIZINGS, *FILTERS, *PROTECTIONS))
 
 
@@ -70,6 +71,8 @@ class RestartPoint:
     time: dt.datetime
     last_order_id: int
     state: dict[str, Any]
+    # Per symbol, the candles before the snapshot's that the strategy's window reads (see first_rows).
+    history: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, compare=False)
 
     @property
     def strategy_state(self) -> dict[str, Any]:
@@ -85,12 +88,15 @@ class RestartPoint:
         return sum(1 for book in self.strategy_state["books"].values() if book["open"] is not None)
 
     def resume(self) -> Resume:
-        return Resume(float(to_bt_dates(np.array([to_ns(self.time)]))[0]), self.strategy_state)
+        return Resume(float(to_bt_dates(np.array([to_ns(self.time)]))[0]), self.strategy_state, self.history)
 
     def first_rows(self, candles: list[Candles]) -> list[Candles]:
-        """Each series from the first candle the strategy's window needs for its first decision after
-        the snapshot: with W the window and r the snapshot candle's row, decisions from row r + 1 on
-        read rows from r + 2 - W, exactly as in the uninterrupted run."""
+        """Each series from the snapshot's candle on (what the feeds play), keeping in `history` the
+        candles before it that the strategy's window needs for its first decisions after the snapshot:
+        with W the window and r the snapshot candle's row, decisions from row r + 1 on read rows from
+        r + 2 - W, exactly as in the uninterrupted run. The strategy reads those from `history`
+        (Strategy._prepare) rather than Backtrader stepping through them one by one: with 100
+        symbols that stepping was most of a restart."""
         window = int(self.strategy_state["window"])
         books = self.strategy_state["books"]
         sliced = []
@@ -101,7 +107,11 @@ class RestartPoint:
                 continue
             row = int(np.searchsorted(series.timestamp, to_ns(dt.datetime.fromisoformat(time))))
             first = max(0, row + 2 - window)
-            sliced.append(series.between(dt.datetime.fromtimestamp(series.timestamp[first] / 1e9, dt.UTC), None))
+            self.history[series.symbol] = {
+                "datetime": to_bt_dates(series.timestamp[first:row]),
+                **{name: np.asarray(getattr(series, name)[first:row], dtype=np.float64) for name in _COLUMNS},
+            }
+            sliced.append(series.between(dt.datetime.fromtimestamp(series.timestamp[row] / 1e9, dt.UTC), None))
         return sliced
 
 

@@ -84,8 +84,10 @@ class SymbolBook:
     exit_codes: bytes = b""
     bars: Bars | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # mixin-private precomputations
-    offset: int = 0  # bar index of the arrays' first element (0 unless streaming)
+    offset: int = 0  # bar index of the arrays' first element (0 unless streaming; < 0 reading `history`)
     streaming: bool = False  # candles arrive one by one: arrays are recomputed over a trailing window
+    history: dict[str, np.ndarray] = field(default_factory=dict)  # a restart's candles before its first bar
+    history_bars: int = 0
     last_index: int = -1
     side: Side | None = None
     size: float = 0.0
@@ -196,17 +198,23 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         mixins += [m for m in (self.entry_mixin, self.sizing_mixin) if m is not None]
         lookback = max((m.lookback(self.mixin_params(m), feed_seconds) for m in mixins), default=0)
         self.window = max(STREAMING_WINDOW_MIN, 10 * lookback)
+        history = self._resume.history if self._resume is not None else {}
         for book in self.books:
             book.streaming = len(book.data.lines.close.array) == 0
+            if book.symbol in history:  # a restart's window before its snapshot (RestartPoint.first_rows)
+                book.history = history[book.symbol]
+                book.history_bars = len(book.history["close"])
             if not book.streaming:
                 self._prepare(book, 0, None)
 
     def _prepare(self, book: SymbolBook, first: int, stop: int | None) -> None:
+        """Mixin arrays over bars [first, stop); bars before 0 (first < 0) come from `book.history`."""
         data = book.data
         lines = data.lines
 
         def column(name: str) -> np.ndarray:
-            return np.array(getattr(lines, name).array[first:stop], dtype=np.float64)
+            values = np.array(getattr(lines, name).array[max(first, 0) : stop], dtype=np.float64)
+            return values if first >= 0 else np.concatenate((book.history[name][first:], values))
 
         book.offset = first
         book.bars = Bars(
@@ -252,7 +260,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 continue
             book.last_index = index
             if book.streaming:
-                self._prepare(book, max(0, index + 1 - self.window), index + 1)
+                self._prepare(book, max(-book.history_bars, index + 1 - self.window), index + 1)
             side = book.side
             if side is None:
                 code = book.entry_codes[index - book.offset]
@@ -613,6 +621,7 @@ class Resume:
 
     at: float
     state: dict[str, Any]
+    history: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # see RestartPoint.first_rows
 
 
 def _resting_order_state(order: bt.Order, rank: int) -> dict[str, Any]:
