@@ -111,6 +111,7 @@ def test_sigkill_at_twenty_random_moments_then_restart_changes_nothing(
     check_event_log(config)
     resumed = [e.data for e in repository(config).events("recovered")]
     assert sum(1 for r in resumed if r["snapshot"] is not None) >= 10, "restarts resumed from strategy snapshots"
+    assert any(r["snapshot"] and r["snapshot_positions"] for r in resumed), "some from snapshots holding a position"
 
 
 def wait_for_candles(repo: Repository, process: subprocess.Popen[bytes], candles: int) -> bool:
