@@ -361,9 +361,8 @@ def run_history(data_dir: str, history: int) -> Any:
 
 def rising_tail(candles: Any, bars: int) -> Any:
     """`candles` with its last `bars` candles replaced by a steady rise of 0.01 % a candle from the
-    close before them: sma_cross 1/2 then enters once and holds, its stop resting, so a bot holding
-    every symbol meets quiet candles (nothing in flight on any symbol) to snapshot on. Random candles
-    on 100 symbols almost never give one: some symbol always has an order in flight."""
+    close before them: sma_cross 1/2 then enters once and holds, its stop resting, so that the bot
+    ends its history holding every symbol (on random candles about half of them are open at a time)."""
     import numpy as np
 
     from tradeforge.feeds.candles import Candles

@@ -127,8 +127,9 @@ def test_stopped_many_times_resumes_from_snapshots_with_open_positions_and_ends_
         pytest.fail("the bot never reached the end of its candles")
     got = recorded(db_url)
     holding = [r for r in got["recoveries"] if r["snapshot"] is not None and r["snapshot_positions"] > 0]
-    assert len(holding) >= 10, "restarts should have resumed from snapshots holding open positions"
+    assert len(holding) >= 15, "restarts should have resumed from snapshots holding open positions"
     assert any(r["snapshot_positions"] >= 2 for r in holding), "some with several symbols open"
+    assert any(r["snapshot_orders_in_flight"] for r in holding), "some with orders submitted on the snapshot's candle"
     for key in ("trades", "orders", "fills", "equity"):
         assert got[key] == uninterrupted[key], key
 
@@ -178,9 +179,12 @@ def test_a_snapshot_holds_positions_trades_and_resting_orders(tmp_path: Path) ->
             ]
             assert (stored.role, stored.symbol, stored.type) == ("protective", symbol, kind)
             assert stored.trade_id == state["journal"]["open_trades"][symbol]
-    # The resting orders' ranks are the broker's queue: every one of them, each once.
-    ranks = sorted(o["rank"] for b in books.values() for o in b["open"]["protective"])
-    assert ranks == list(range(3 * len(SYMBOLS)))
+    # Each order's place in the broker's queues (accepted and resting, or submitted on the candle):
+    # every place of each queue once.
+    orders = [o for b in books.values() for o in (b["entry_order"], b["exit_order"], *b["open"]["protective"]) if o]
+    for queue in ("pending", "submitted"):
+        ranks = sorted(o["rank"] for o in orders if o["queue"] == queue)
+        assert ranks == list(range(len(ranks)))
 
 
 TRADEFORGE = str(Path(sys.executable).with_name("tradeforge"))

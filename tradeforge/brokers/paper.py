@@ -110,12 +110,16 @@ class PaperBroker(SimulatedBroker):
         order.addinfo(client_order_id=client_id, journalled=Decimal(0), fills=0)
         return super().submit(order, check)
 
-    def restore_resting(self, order: bt.Order, oco: bt.Order | None) -> None:
-        """An order resting at a snapshot keeps the client order id its intent got when it was first
-        submitted (in its info); nothing of it had filled (the snapshot was taken on a quiet candle)."""
+    def restore_order(self, order: bt.Order, oco: bt.Order | None, accepted: bool) -> None:
+        """An order open at a snapshot keeps the client order id its intent got when it was first
+        submitted (in its info); nothing of it had filled (see Strategy.is_quiet)."""
         if order.info.get("client_order_id") is not None:
             order.addinfo(journalled=Decimal(0), fills=0)
-        super().restore_resting(order, oco)
+        super().restore_order(order, oco, accepted)
+
+    def cancels_on_acceptance(self, client_order_id: str) -> bool:
+        """Will this order be canceled the moment it is accepted (an operator's cancel)?"""
+        return client_order_id in self._cancel_when_accepted
 
     def notify(self, order: bt.Order) -> None:
         super().notify(order)

@@ -77,14 +77,18 @@ class SimulatedBroker(BackBroker):
         self.positions = restored
         self._get_value()
 
-    def restore_resting(self, order: bt.Order, oco: bt.Order | None) -> None:
-        """Put back an order that was resting (accepted, not filled) when the snapshot was taken, as
-        `submit` + `check_submitted` left it then (in its OCO group, in the matching queue), without
-        submitting it again: no notification, and a paper broker writes no second intent."""
+    def restore_order(self, order: bt.Order, oco: bt.Order | None, accepted: bool) -> None:
+        """Put back an order that was in flight (submitted on the snapshot's candle, to be checked
+        and accepted on the next) or resting (accepted, not filled) when the snapshot was taken, as
+        `submit` (and `check_submitted`) left it then: in its OCO group, in its queue. It is not
+        submitted again: no notification, and a paper broker writes no second intent."""
         self._ocoize(order, oco)
         self._pchildren[order.ref].append(order)  # what `_bracketize` pops when it completes
-        order.pannotated = None
-        order.submit(self)
-        order.accept(self)
+        order.submit()
         self.orders.append(order)
-        self.pending.append(order)
+        if accepted:
+            order.pannotated = None
+            order.accept()
+            self.pending.append(order)
+        else:
+            self.submitted.append(order)

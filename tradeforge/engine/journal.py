@@ -1,9 +1,9 @@
 """The paper/live order journal over the trade repository, and how a restarted bot re-adopts its
 own orders.
 
-Recovery is replay: a restarted bot re-reads its candles (from its latest snapshot, a candle on
-which nothing was in flight, see engine/restart.py; without one, from the first candle it ever processed),
-and the strategy, being deterministic, asks for the same orders in the same sequence. Each such
+Recovery is replay: a restarted bot re-reads its candles (from its latest snapshot, see
+engine/restart.py; without one, from the first candle it ever processed), and the strategy,
+being deterministic, asks for the same orders in the same sequence. Each such
 request is matched against the orders already stored (in creation order) and adopts the stored
 client order id instead of writing a new intent; fills and status changes already stored are
 no-ops. Only once every stored order has been adopted are new intents written. So a crash at any

@@ -1,9 +1,9 @@
 """Restart points: how a paper bot on a replay feed resumes from its latest snapshot instead of
 re-reading its whole history.
 
-At the end of a quiet candle (nothing in flight: no entry or exit order, no order notification
-pending; open positions with their resting protective orders are fine, see Strategy.is_quiet), the
-strategy's state (cash, positions and Backtrader's open trades, the resting orders with their client
+At the end of a quiet candle (nothing partly filled, no operator's cancel on its way; open positions,
+their resting protective orders and orders submitted on the candle are fine, see Strategy.is_quiet),
+the strategy's state (cash, positions and Backtrader's open trades, the open orders with their client
 order ids and trailing levels, trade statistics, protections, last exits, the operator's pause) and
 the journal's open trade per symbol are stored with the candle's cursor in one commit, at most every
 `SNAPSHOT_EVERY` candles. A restart then re-reads only the `window` candles before the snapshot that
@@ -87,6 +87,13 @@ class RestartPoint:
     def open_positions(self) -> int:
         return sum(1 for book in self.strategy_state["books"].values() if book["open"] is not None)
 
+    @property
+    def orders_in_flight(self) -> int:
+        """Orders submitted on the snapshot's candle, accepted on the next."""
+        orders = [o for b in self.strategy_state["books"].values() for o in (b["entry_order"], b["exit_order"])]
+        orders += [o for b in self.strategy_state["books"].values() if b["open"] for o in b["open"]["protective"]]
+        return sum(1 for order in orders if order is not None and order["queue"] == "submitted")
+
     def resume(self) -> Resume:
         return Resume(float(to_bt_dates(np.array([to_ns(self.time)]))[0]), self.strategy_state, self.history)
 
@@ -130,7 +137,7 @@ class Snapshots:
 
     def __init__(self, paused: Any) -> None:
         self._paused = paused  # the operator's pause (engine/control.py), restored with the rest
-        self._since = SNAPSHOT_EVERY  # candles since the last snapshot: the first flat one is taken
+        self._since = SNAPSHOT_EVERY  # candles since the last snapshot: the first quiet one is taken
 
     def due(self, strategy: Strategy) -> bool:
         self._since += 1

@@ -169,6 +169,7 @@ class BotListener:
             "adopted_orders": self.journal.adopted,
             "snapshot": self.restart.time.isoformat() if self.restart else None,
             "snapshot_positions": holding,
+            "snapshot_orders_in_flight": self.restart.orders_in_flight if self.restart else 0,
         }
         self.persist(lambda: self.repository.log_event("recovered", message, data), "logging the recovery")
         self.say(message)

@@ -426,19 +426,27 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
     # --- snapshots: restart from a quiet candle instead of from the first one ------------------
 
     def is_quiet(self) -> bool:
-        """Nothing in flight: no entry or exit order, no open trade waiting for its protective
-        orders, no order notification still to deliver, and every resting order is an unfilled
-        protective order of an open trade (in its OCO group's order). Open positions and their
-        resting stops, take-profits and trailing stops are allowed: `restart_state` captures them,
-        and everything else the strategy's future depends on (besides the candles)."""
+        """Can `restart_state` capture everything this strategy's future depends on (besides the
+        candles)? Open positions, their resting stops, take-profits and trailing stops, and orders
+        submitted on this candle (entries, exits, protective orders: checked and accepted on the
+        next) are all fine, as long as nothing of any order has filled yet, every order the broker
+        holds is one a book knows, and the notifications still to deliver change nothing (orders
+        submitted, protective orders the strategy itself canceled). Not quiet: a partial fill, an
+        operator's cancel not delivered yet, an order the broker holds for no book."""
         broker = self.broker
-        if broker.submitted or broker._toactivate or broker.notifs:
+        if broker._toactivate or not all(self._inert(notification) for notification in broker.notifs):
             return False
-        rank = {id(order): i for i, order in enumerate(broker.pending)}
-        resting = 0
+        queued = _queue_positions(broker)
+        known = 0
         for book in self.books:
-            if book.entry_order is not None or book.exit_order is not None or book.unprotected:
+            orders = [o for o in (book.entry_order, book.exit_order) if o is not None] + book.protective
+            places = [queued.get(id(order)) for order in orders]
+            if any(place is None or not _untouched(broker, order) for place, order in zip(places, orders, strict=True)):
                 return False
+            protective = places[len(places) - len(book.protective) :]
+            if protective != sorted(protective, key=lambda place: place or ("", 0)):  # its OCO leader first
+                return False
+            known += len(orders)
             position = self.getposition(book.data).size
             if book.side is None:
                 if position or book.protective:
@@ -449,20 +457,22 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             trades = self._trades[book.data][0]
             if not trades or not trades[-1].isopen or trades[-1].size != position:
                 return False
-            ranks = [rank.get(id(order), -1) for order in book.protective]
-            if ranks != sorted(ranks) or any(
-                r < 0 or o.status != o.Accepted or o.executed.size for r, o in zip(ranks, book.protective, strict=True)
-            ):
-                return False
-            resting += len(ranks)
-        return resting == len(broker.pending)
+        return known == len(queued)
+
+    def _inert(self, notification: bt.Order) -> bool:
+        """A notification `notify_order` will take as a no-op on the next candle."""
+        if notification.status == notification.Submitted:
+            return True
+        if notification.status != notification.Canceled or notification.info.get("role") != "protective":
+            return False
+        return self._book_of[id(notification.data)].protective.count(notification) == 0
 
     def restart_state(self) -> dict[str, Any]:
         """The state a quiet strategy's next decisions depend on besides the candles (call at the end
         of a candle, when `is_quiet`). Bar positions are stored as distances from this candle, so a
         restart that re-reads fewer candles maps them onto its own bar numbers."""
         bars = len(self.equity)
-        rank = {id(order): i for i, order in enumerate(self.broker.pending)}
+        queued = _queue_positions(self.broker)
         return {
             "window": self.window,
             "cash": self.broker.getcash(),
@@ -478,7 +488,10 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                     "exit_bars_ago": None if book.last_exit_index is None else book.clock._idx - book.last_exit_index,
                     "exit_reason": book.last_exit_reason,
                     "exit_price": book.last_exit_price,
-                    "open": None if book.side is None else self._open_trade_state(book, rank),
+                    "entry_order": _order_state(book.entry_order, queued),
+                    "exit_order": _order_state(book.exit_order, queued),
+                    "unprotected": book.unprotected,
+                    "open": None if book.side is None else self._open_trade_state(book, queued),
                 }
                 for book in self.books
             },
@@ -488,9 +501,9 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             },
         }
 
-    def _open_trade_state(self, book: SymbolBook, rank: dict[int, int]) -> dict[str, Any]:
+    def _open_trade_state(self, book: SymbolBook, queued: dict[int, tuple[str, int]]) -> dict[str, Any]:
         """An open trade: the book's side of it, Backtrader's `Trade` (what `notify_trade` reads when
-        it closes, so the closed record comes out bit for bit) and its resting protective orders."""
+        it closes, so the closed record comes out bit for bit) and its protective orders."""
         trade = self._trades[book.data][0][-1]
         return {
             "side": book.side,
@@ -507,7 +520,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
                 "dtopen": trade.dtopen,
                 "bars_ago": len(book.data) - trade.baropen,
             },
-            "protective": [_resting_order_state(order, rank[id(order)]) for order in book.protective],
+            "protective": [_order_state(order, queued) for order in book.protective],
         }
 
     def _resuming(self) -> bool:
@@ -539,7 +552,7 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         )
         if state["equity"] is not None:  # this candle's value as the snapshot's run saw it, positions included
             self.equity[-1] = state["equity"]
-        resting: list[tuple[int, bt.Order, bt.Order | None]] = []
+        orders: list[tuple[dict[str, Any], bt.Order, bt.Order | None]] = []  # (state, order, OCO leader)
         for book in self.books:
             book.last_index = book.clock._idx
             saved = state["books"].get(book.symbol)
@@ -548,19 +561,26 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
             ago = saved["exit_bars_ago"]
             book.last_exit_index = None if ago is None else book.clock._idx - ago
             book.last_exit_reason, book.last_exit_price = saved["exit_reason"], saved["exit_price"]
+            book.unprotected = saved["unprotected"]
+            for role in ("entry_order", "exit_order"):
+                if saved[role] is not None:
+                    order = _restored_order(self, book.data, saved[role])
+                    setattr(book, role, order)
+                    orders.append((saved[role], order, None))
             if saved["open"] is not None:
-                resting += self._restore_open_trade(book, saved["open"])
-        for _, order, oco in sorted(resting, key=lambda item: item[0]):  # the matching queue's order
-            self.broker.restore_resting(order, oco)
+                orders += self._restore_open_trade(book, saved["open"])
+        for order_state, order, leader in sorted(orders, key=lambda item: (item[0]["queue"], item[0]["rank"])):
+            self.broker.restore_order(order, leader, accepted=order_state["queue"] == "pending")
         self.trade_stats = TradeStats(**state["trade_stats"])
         for mixin in self.protection_mixins:
             saved = state["mixins"].get(mixin.name)
             if saved is not None:
                 mixin.load_state(self, saved, bars)
 
-    def _restore_open_trade(self, book: SymbolBook, saved: dict[str, Any]) -> list[tuple[int, bt.Order, Any]]:
-        """The book and Backtrader's open `Trade` as they were; the protective orders to put back
-        (rank in the broker's queue, order, its OCO group's leader)."""
+    def _restore_open_trade(
+        self, book: SymbolBook, saved: dict[str, Any]
+    ) -> list[tuple[dict[str, Any], bt.Order, bt.Order | None]]:
+        """The book and Backtrader's open `Trade` as they were; the protective orders to put back."""
         book.side, book.size, book.entry_price = saved["side"], saved["size"], saved["entry_price"]
         book.entry_index = book.clock._idx - saved["entry_bars_ago"]
         kept = saved["trade"]
@@ -570,12 +590,12 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         trade.dtopen, trade.baropen = kept["dtopen"], len(book.data) - kept["bars_ago"]
         trade.long, trade.isopen, trade.status = kept["size"] > 0, True, bt.Trade.Open
         self._trades[book.data][0] = [trade]
-        placed: list[tuple[int, bt.Order, Any]] = []
+        placed = []
         leader = None
         for order_state in saved["protective"]:
             order = _restored_order(self, book.data, order_state)
             book.protective.append(order)
-            placed.append((order_state["rank"], order, leader))
+            placed.append((order_state, order, leader))
             leader = leader or order
         return placed
 
@@ -624,13 +644,34 @@ class Resume:
     history: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # see RestartPoint.first_rows
 
 
-def _resting_order_state(order: bt.Order, rank: int) -> dict[str, Any]:
-    """A resting protective order as a snapshot keeps it: what Backtrader matches it on (its
-    `created` prices, a trailing stop's current level included) and its info (role, reason, the
-    client order id the broker journalled it under)."""
+def _queue_positions(broker: Any) -> dict[int, tuple[str, int]]:
+    """Where each order the broker holds sits: ("pending", i) accepted and matched in that order,
+    ("submitted", i) to be checked and accepted on the next candle in that order."""
+    places = {id(order): ("pending", i) for i, order in enumerate(broker.pending)}
+    places.update({id(order): ("submitted", i) for i, order in enumerate(broker.submitted)})
+    return places
+
+
+def _untouched(broker: Any, order: bt.Order) -> bool:
+    """Submitted or accepted, nothing filled, and no operator's cancel waiting for its acceptance."""
+    if order.status not in (order.Submitted, order.Accepted) or order.executed.size:
+        return False
+    cancels = getattr(broker, "cancels_on_acceptance", None)
+    return cancels is None or not cancels(order.info.get("client_order_id"))
+
+
+def _order_state(order: bt.Order | None, queued: dict[int, tuple[str, int]]) -> dict[str, Any] | None:
+    """An order as a snapshot keeps it: where the broker holds it (fills, cancels and acceptance go
+    in that order), what Backtrader matches it on (its `created` prices, a trailing stop's current
+    level included) and its info (role, side or reason, the client order id the broker journalled
+    it under)."""
+    if order is None:
+        return None
+    queue, rank = queued[id(order)]
     created = order.created
     return {
-        "rank": rank,  # position in the broker's matching queue: fills and cancels happen in it
+        "queue": queue,
+        "rank": rank,
         "buy": order.isbuy(),
         "exectype": order.exectype,
         "size": abs(order.size),
@@ -648,8 +689,7 @@ def _resting_order_state(order: bt.Order, rank: int) -> dict[str, Any]:
 
 
 def _restored_order(strategy: Strategy, data: Any, saved: dict[str, Any]) -> bt.Order:
-    """A protective order rebuilt from `_resting_order_state`, not submitted (see
-    SimulatedBroker.restore_resting)."""
+    """An order rebuilt from `_order_state`, not submitted (see SimulatedBroker.restore_order)."""
     kind = bt.BuyOrder if saved["buy"] else bt.SellOrder
     order = kind(
         owner=strategy,
