@@ -14,6 +14,7 @@ cancels (or reduces) one when the other fills: the strategy's stop/target pair a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -23,8 +24,9 @@ from typing import Any
 from ib_async import ExecutionFilter, LimitOrder, MarketOrder, Order, StopLimitOrder, StopOrder
 
 from tradeforge.brokers.orders import OrderRefused
-from tradeforge.brokers.reconcile import PositionCheck, ReconcileReport
-from tradeforge.brokers.venue import OrderState, VenueOrder
+from tradeforge.brokers.reconcile import DEFAULT_TOLERANCE, ReconcileReport
+from tradeforge.brokers.reconcile import reconcile as reconcile_venue
+from tradeforge.brokers.venue import OrderState, Settlement, VenueOrder
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
 from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
@@ -47,6 +49,8 @@ def _dec(value: float | Decimal) -> Decimal:
 
 class IbkrVenue:
     """Orders on IB for the contracts a bot trades (by data.symbols name), written to `repository`."""
+
+    holds_oco_groups = True  # a trade's resting exits share an OCA group: IB cancels the rest on a fill
 
     def __init__(
         self,
@@ -73,6 +77,11 @@ class IbkrVenue:
         if symbol not in self.contracts:
             raise OrderRefused(f"{symbol}: not a contract of this bot (data.symbols / ibkr.contracts)")
         return self.contracts[symbol]
+
+    def settlement(self, symbol: str) -> Settlement:
+        """A contract is held by its data.symbols name and paid in its currency; IB charges commissions
+        in cash, never in shares."""
+        return Settlement(symbol, self._resolved(symbol).contract.currency, fee_from_asset_bought=False)
 
     def supports(self, symbol: str, order_type: str) -> bool:
         return symbol in self.contracts and order_type in _ORDER_TYPES
@@ -266,7 +275,7 @@ class IbkrVenue:
             venue_id = str(trade.order.permId or trade.orderStatus.permId or trade.order.orderId)
         elif executions:
             venue_id = str(next(iter(executions.values())).execution.permId)
-        raw = _raw(trade)
+        raw = _raw(trade, stored.raw)
         self.repository.mark_order(client_order_id, OrderStatus.OPEN, venue_order_id=venue_id, raw=raw)
         new = 0
         for exec_id, fill in sorted(executions.items(), key=lambda item: item[1].execution.time):
@@ -320,51 +329,39 @@ def _last_message(trade: Any) -> str:
     return _rejection(trade) or (messages[-1] if messages else "no reason given")
 
 
-def _raw(trade: Any) -> dict[str, Any] | None:
+def _raw(trade: Any, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What IB last said of the order, and when it ended it (`ended_ms`, the first time seen): the live
+    broker tells the strategy of a cancel only at the candle after it, on every re-read alike."""
     if trade is None:
-        return None
+        return stored
     status = trade.orderStatus
-    return {
+    raw: dict[str, Any] = {
         "status": status.status,
         "filled": status.filled,
         "permId": trade.order.permId,
         "orderId": trade.order.orderId,
     }
+    ended = (stored or {}).get("ended_ms")
+    if ended is None and status.status in _DONE:
+        times = [entry.time for entry in trade.log if entry.status in _DONE and entry.time is not None]
+        ended = _ms(times[0]) if times else None
+    if ended is not None:
+        raw["ended_ms"] = ended
+    return raw
+
+
+def _ms(time: dt.datetime) -> int:
+    aware = time if time.tzinfo is not None else time.replace(tzinfo=dt.UTC)
+    return round(aware.timestamp() * 1000)
 
 
 # --- restart reconciliation ------------------------------------------------------------------------------
 
 
-def reconcile(venue: IbkrVenue, tolerance: Decimal = Decimal(0)) -> ReconcileReport:
-    """Bring the database in line with IB before the first new order (DESIGN protocol step 3): every
-    unfinished order re-read by orderRef (fills while the bot was down recorded once, an intent that
-    never reached IB marked lost), IB's open orders sorted into ours and foreign (left alone), and the
-    positions the recorded fills add up to compared with IB's."""
-    repository = venue.repository
-    report = ReconcileReport(tolerance=tolerance)
-    for order in repository.orders():
-        if order.status not in TERMINAL_ORDER_STATUSES:
-            report.updated.append(venue.sync(order.symbol, order.client_order_id))
-    known = {o.client_order_id for o in repository.orders()}
-    for symbol in venue.contracts:
-        for open_order in venue.open_orders(symbol):
-            client_id = open_order.client_order_id
-            if client_id in known:
-                continue
-            if client_id.startswith(f"{repository.prefix}-"):
-                report.unknown_ours.append(client_id)
-            else:
-                report.foreign.append(client_id)
-    report.positions = _positions(venue, repository)
-    return report
-
-
-def _positions(venue: IbkrVenue, repository: Repository) -> list[PositionCheck]:
-    side_of = {o.id: o.side for o in repository.orders()}
-    held: dict[str, Decimal] = {}
-    for fill in repository.fills():
-        if fill.symbol in venue.contracts:
-            signed = fill.amount if side_of[fill.order_id] == "buy" else -fill.amount
-            held[fill.symbol] = held.get(fill.symbol, Decimal(0)) + signed
-    holdings = venue.holdings()
-    return [PositionCheck(name, _dec(amount), holdings.get(name, Decimal(0))) for name, amount in sorted(held.items())]
+def reconcile(venue: IbkrVenue, tolerance: Decimal = DEFAULT_TOLERANCE) -> ReconcileReport:
+    """Bring the database in line with IB before the first new order (DESIGN protocol step 3), the same
+    way as on any venue (brokers/reconcile.py): every unfinished order re-read by orderRef (fills while
+    the bot was down recorded once, an intent that never reached IB marked lost), IB's open orders
+    sorted into ours (adopted) and foreign (left alone), and the positions the recorded fills add up to
+    compared with IB's, plus the offsets a person accepted."""
+    return reconcile_venue(venue, list(venue.contracts), tolerance)
