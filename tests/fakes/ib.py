@@ -165,6 +165,12 @@ class FakeIB:
         self._orders.append(_ServerOrder(contract, order, OrderStatus.Submitted, acknowledged=True))
         return order
 
+    def cancel_all_by_hand(self) -> None:
+        """A person cancels every working order in TWS (done at the next tick)."""
+        for server in self._orders:
+            if not server.done:
+                server.cancel_requested = True
+
     # --- clock and market -----------------------------------------------------------------------------
 
     def price(self, at: dt.datetime | None = None) -> float:

@@ -279,7 +279,7 @@ def run_bot(
             cerebro.broker = live.live_broker(
                 config,
                 config_hint,
-                feeds.client,
+                feeds,
                 repository,
                 alerts.journal(journal, cerebro.datas),
                 lambda candle_ns: resume_after_ns is not None and candle_ns <= resume_after_ns,
