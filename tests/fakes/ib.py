@@ -17,6 +17,7 @@ ambiguous ones (several matches), and foreign open orders (`add_foreign_order`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class FakeIB:
         self.cash = cash
         self.commission_per_share = commission_per_share
         self.min_commission = min_commission
+        self.commission_currency: str | None = None  # default: the contract's currency
+        self.late_commissions = False  # hold commission reports back until send_commission_reports()
+        self._held_reports: list[tuple[Fill, CommissionReport]] = []
         self.RaiseRequestErrors = False
         for name in (
             "connectedEvent",
@@ -450,8 +454,14 @@ class FakeIB:
             orderRef=order.orderRef,
         )
         commission = round(max(self.min_commission, self.commission_per_share * quantity), 4)
-        report = CommissionReport(execId=execution.execId, commission=commission, currency=server.contract.currency)
-        fill = Fill(server.contract, execution, report, self.now)
+        report = CommissionReport(
+            execId=execution.execId,
+            commission=commission,
+            currency=self.commission_currency or server.contract.currency,
+        )
+        fill = Fill(server.contract, execution, CommissionReport() if self.late_commissions else report, self.now)
+        if self.late_commissions:
+            self._held_reports.append((fill, report))
         server.fills.append(fill)
         server.avg_price, server.filled = execution.avgPrice, execution.cumQty
         sign = -1 if order.action == "BUY" else 1
@@ -460,6 +470,31 @@ class FakeIB:
         self._publish(server, fill=fill)
         if order.ocaGroup:
             self._one_cancels_all(server, quantity)
+
+    def send_commission_reports(self) -> None:
+        """The held-back commission reports arrive (ib_async updates each fill's report in place)."""
+        for fill, report in self._held_reports:
+            for attribute in dataclasses.fields(report):
+                setattr(fill.commissionReport, attribute.name, getattr(report, attribute.name))
+            trade = self._session.get(fill.execution.permId)
+            if self.connected and trade is not None:
+                self.commissionReportEvent.emit(trade, fill, fill.commissionReport)
+        self._held_reports.clear()
+
+    def correct_execution(self, exec_id: str, price: float, commission: float) -> Fill:
+        """IB corrects an execution: the same execId with its revision raised (.01 -> .02), a new price
+        and its own commission report; the corrected one replaces the original in positions and cash."""
+        server, original = next((s, f) for s in self._orders for f in s.fills if f.execution.execId == exec_id)
+        base, _, revision = exec_id.rpartition(".")
+        execution = dataclasses.replace(original.execution, execId=f"{base}.{int(revision) + 1:02d}", price=price)
+        report = dataclasses.replace(original.commissionReport, execId=execution.execId, commission=commission)
+        fill = Fill(server.contract, execution, report, self.now)
+        sign = -1 if execution.side == "BOT" else 1
+        self.cash += sign * execution.shares * (price - original.execution.price)
+        self.cash -= commission - original.commissionReport.commission
+        server.fills.append(fill)
+        self._publish(server, fill=fill)
+        return fill
 
     def _one_cancels_all(self, filled: _ServerOrder, quantity: float) -> None:
         for other in self._orders:
@@ -527,7 +562,7 @@ class FakeIB:
     def positions(self, account: str = "") -> list[Position]:
         held: dict[int, tuple[Contract, float, float]] = {}
         for server in self._orders:
-            for fill in server.fills:
+            for fill in _latest(server.fills):
                 contract, amount, cost = held.get(fill.contract.conId, (fill.contract, 0.0, 0.0))
                 signed = fill.execution.shares if fill.execution.side == "BOT" else -fill.execution.shares
                 held[fill.contract.conId] = (contract, amount + signed, cost + signed * fill.execution.price)
@@ -556,3 +591,11 @@ def _as_datetime(date: dt.date | dt.datetime) -> dt.datetime:
     if isinstance(date, dt.datetime):
         return date
     return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
+
+
+def _latest(fills: list[Fill]) -> list[Fill]:
+    """Each execution once, in its latest revision (IB's corrections raise the execId's last part)."""
+    latest: dict[str, Fill] = {}
+    for fill in fills:
+        latest[fill.execution.execId.rpartition(".")[0]] = fill  # revisions come in order
+    return list(latest.values())

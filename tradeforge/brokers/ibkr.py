@@ -70,6 +70,7 @@ class IbkrVenue:
         self.account = connection.config.account or ""
         self.order_timeout = order_timeout if order_timeout is not None else connection.config.order_timeout
         self.lookup_wait, self.not_found, self.window = lookup_wait, not_found, window
+        self._corrections: set[str] = set()  # corrected execution ids already reported
 
     # --- checks -------------------------------------------------------------------------------------------
 
@@ -277,11 +278,19 @@ class IbkrVenue:
             venue_id = str(next(iter(executions.values())).execution.permId)
         raw = _raw(trade, stored.raw)
         self.repository.mark_order(client_order_id, OrderStatus.OPEN, venue_order_id=venue_id, raw=raw)
-        new = 0
-        for exec_id, fill in sorted(executions.items(), key=lambda item: item[1].execution.time):
-            report = fill.commissionReport
-            if report is None or report.execId != exec_id or report.commission >= _UNSET:
-                continue  # its commission report has not arrived: recorded on a later sync
+        latest = _latest_revisions(executions.values())
+        corrected = any(_revision(f.execution.execId)[1] > 1 for f in latest.values())
+        recorded = self._recorded_revisions(stored.id) if corrected else {}
+        new = waiting = 0
+        for base, fill in sorted(latest.items(), key=lambda item: item[1].execution.time):
+            exec_id = fill.execution.execId
+            earlier = recorded.get(base)
+            if earlier is not None and earlier != exec_id:
+                self._correction(client_order_id, earlier, fill)
+                continue
+            if not _has_report(fill):
+                waiting += 1  # its commission report has not arrived: recorded on a later sync
+                continue
             if self.repository.record_fill(client_order_id, _fill(fill)):
                 new += 1
         stored = self.repository.order(client_order_id)
@@ -290,6 +299,8 @@ class IbkrVenue:
         ib_status = trade.orderStatus.status if trade is not None else ""
         if filled >= stored.amount:
             status = OrderStatus.FILLED
+        elif waiting:  # IB executed more than is recorded: not final until the commission reports are in
+            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
         elif ib_status in _DONE:
             # ib_async shows a rejected new order as Cancelled with IB's error in the trade log
             refused = ib_status == "Inactive" or _rejection(trade) is not None
@@ -300,6 +311,55 @@ class IbkrVenue:
         if status == OrderStatus.REJECTED and raise_rejection:
             raise Rejected(f"{client_order_id}: IB rejected the order: {_last_message(trade)}")
         return OrderState(client_order_id, status, filled, venue_id, new)
+
+    def _recorded_revisions(self, order_id: int) -> dict[str, str]:
+        """The order's stored executions: IB's execution id without its revision -> the stored execId."""
+        return {
+            _revision(f.venue_trade_id)[0]: f.venue_trade_id for f in self.repository.fills() if f.order_id == order_id
+        }
+
+    def _correction(self, client_order_id: str, earlier: str, fill: Any) -> None:
+        """IB corrected an execution already recorded: the stored fill (and what the strategy was told)
+        stays, never counted twice; a person is told once per run, and reconciliation compares positions."""
+        exec_id = fill.execution.execId
+        if exec_id in self._corrections:
+            return
+        self._corrections.add(exec_id)
+        report = fill.commissionReport
+        commission = f", commission {_dec(report.commission)} {report.currency}" if _has_report(fill) else ""
+        message = (
+            f"{client_order_id}: IB corrected execution {earlier} as {exec_id} ({_dec(fill.execution.shares)} @ "
+            f"{_dec(fill.execution.price)}{commission}); the recorded fill stays as it was: compare with the "
+            "account (tradeforge reconcile)"
+        )
+        _logger().warning("%s", message)
+        self.repository.log_event(
+            CORRECTION_EVENT, message, {"client_order_id": client_order_id, "recorded": earlier, "corrected": exec_id}
+        )
+
+
+CORRECTION_EVENT = "ib_execution_correction"
+
+
+def _revision(exec_id: str) -> tuple[str, int]:
+    """IB's execution id and its revision: a correction repeats the id with the last part raised (.01 -> .02)."""
+    base, _, revision = exec_id.rpartition(".")
+    return (base, int(revision)) if base and revision.isdigit() else (exec_id, 0)
+
+
+def _latest_revisions(fills: Any) -> dict[str, Any]:
+    """Each execution once: its latest revision, by execution id without the revision."""
+    latest: dict[str, Any] = {}
+    for fill in fills:
+        base, revision = _revision(fill.execution.execId)
+        if base not in latest or revision > _revision(latest[base].execution.execId)[1]:
+            latest[base] = fill
+    return latest
+
+
+def _has_report(fill: Any) -> bool:
+    report = fill.commissionReport
+    return report is not None and report.execId == fill.execution.execId and report.commission < _UNSET
 
 
 _DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})

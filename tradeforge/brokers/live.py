@@ -416,7 +416,7 @@ class LiveBroker(bt.BrokerBase):
         for i, fill in enumerate(due):
             last = final and i == len(due) - 1 and stored.status == OrderStatus.FILLED
             self._execute(tracked, fill, last)
-        if due and not tracked.done:
+        if due:
             for other in self._partners(tracked):  # a fill of one cancels the rest of its OCO group
                 self._cancel(other)
         if not final or tracked.done:
