@@ -7,6 +7,10 @@ bot cannot account for. Plus the refusals of `check_live` for an IBKR config."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +31,7 @@ from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.errors import ConfigError, Fatal
 
 WARMUP = 40
+TRADEFORGE = str(Path(sys.executable).with_name("tradeforge"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -222,3 +227,35 @@ def test_live_on_ibkr_needs_its_own_confirmation_and_one_currency_but_no_keys(
     with pytest.raises(ConfigError, match=r"ibkr\.contracts: a live bot trades contracts of one currency.*EUR, USD"):
         run_until(fake, mixed, ORIGIN + 400 * MINUTE)
     assert fake.connections == 0 and not fake.placed  # refused before TWS was contacted
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cli(tmp_path: Path, *args: str, ibkr: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "bot.yaml"
+    config.write_text(
+        f"name: ib-live-cli\nmode: live\ndata_dir: {tmp_path}/user_data\n"
+        "data: {source: ibkr, symbols: [AAPL], timeframe: 1m}\n"
+        f"ibkr: {{host: 127.0.0.1, connect_timeout: 3, {ibkr}}}\n"
+        "strategy: {entry: {name: sma_cross, fast: 5, slow: 20}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFORGE_BINANCE_")} | {"COLUMNS": "200"}
+    subprocess.run([TRADEFORGE, "db", "upgrade", "--config", str(config)], check=True, env=env, capture_output=True)
+    return subprocess.run(
+        [TRADEFORGE, *args, "--config", str(config)], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_cli_run_without_confirmation_and_reconcile_without_tws_exit_2_naming_what_to_fix(tmp_path: Path):
+    port = closed_port()
+    unconfirmed = cli(tmp_path, "run", ibkr=f"port: {port}")
+    assert unconfirmed.returncode == 2, unconfirmed.stderr
+    assert "ibkr.live_confirmed" in unconfirmed.stderr and "Traceback" not in unconfirmed.stderr
+    unreachable = cli(tmp_path, "reconcile", ibkr=f"port: {port}, live_confirmed: true")
+    assert unreachable.returncode == 2, unreachable.stderr
+    assert f"cannot connect to TWS/IB Gateway at 127.0.0.1:{port}" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
