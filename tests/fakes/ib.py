@@ -113,6 +113,7 @@ class FakeIB:
         self.connected = False
         self.client_id = 0
         self.connections = 0
+        self.loop_thread = threading.get_ident()
         self._up_at: dt.datetime | None = None
         self._subscriptions: list[BarDataList] = []
         self._orders: list[_ServerOrder] = []
@@ -242,6 +243,7 @@ class FakeIB:
         if not self.listening:
             raise ConnectionRefusedError(111, f"Connect call failed ('{host}', {port})")
         self.connected, self.client_id = True, clientId
+        self.loop_thread = threading.get_ident()  # ib_async's event loop runs on the connecting thread
         self.connections += 1
         # ib_async syncs open orders and executions on connect.
         self._session = {s.order.permId: self._client_trade(s) for s in self._orders if not s.done and self._mine(s)}
@@ -268,6 +270,8 @@ class FakeIB:
         self._up_at = self.now + dt.timedelta(seconds=down_for)
 
     def _require_connection(self) -> None:
+        if threading.get_ident() != self.loop_thread:  # the real client fails: no event loop in this thread
+            raise RuntimeError("ib_async called from a thread other than its event loop's")
         if not self.connected:
             raise ConnectionError("Not connected")
 

@@ -17,6 +17,7 @@ from tradeforge.brokers.ccxt import LookupPolicy, OrderGateway
 from tradeforge.brokers.live import JournalWithReplay, LiveBroker, OrderVenue
 from tradeforge.brokers.reconcile import DEFAULT_TOLERANCE, reconcile
 from tradeforge.brokers.reconcile import Venue as ReconcilableVenue
+from tradeforge.brokers.venue import Venue
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.feeds import BotFeeds
 from tradeforge.feeds.polled import PolledFeed
@@ -195,7 +196,7 @@ def live_broker(
 ) -> LiveBroker:
     """The live broker over the bot's venue, after the banner; it reconciles on its first live candle."""
     quote = cash_currency(config)
-    venue: OrderVenue
+    venue: Venue  # the whole protocol: the broker places through it, reconciliation reads it
     if config.data.source == "ibkr":
         from tradeforge.engine.ibkr import venue_over
 

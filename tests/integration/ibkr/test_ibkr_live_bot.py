@@ -2,7 +2,8 @@
 orders reach IB once each with their client id in `orderRef`, its stop and target rest at IB in one OCA
 group, every execution is recorded once with its commission (charged in cash, never in shares), a
 restart re-adopts without resending, and start-up reconciliation stops on an order IB holds that the
-bot cannot account for. Plus the refusals of `check_live` for an IBKR config."""
+bot cannot account for. Every IB call is made on the thread that connected (the fake refuses any other, as
+ib_async's event loop would). Plus the refusals of `check_live` for an IBKR config."""
 
 from __future__ import annotations
 
