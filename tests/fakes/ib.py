@@ -94,8 +94,10 @@ class FakeIB:
         self.commission_per_share = commission_per_share
         self.min_commission = min_commission
         self.commission_currency: str | None = None  # default: the contract's currency
-        self.late_commissions = False  # hold commission reports back until send_commission_reports()
-        self._held_reports: list[tuple[Fill, CommissionReport]] = []
+        # Commission reports this many seconds after their execution (None: with it); send_commission_reports()
+        # releases them at once.
+        self.commission_delay: float | None = None
+        self._held_reports: list[tuple[dt.datetime, Fill, CommissionReport]] = []
         self.RaiseRequestErrors = False
         for name in (
             "connectedEvent",
@@ -217,6 +219,8 @@ class FakeIB:
             self.listening, self._up_at = True, None
         for server in list(self._orders):
             self._work(server)
+        if self._held_reports:
+            self.send_commission_reports(self.now)
         if self.connected:
             for bars in list(self._subscriptions):
                 self._update(bars)
@@ -463,9 +467,10 @@ class FakeIB:
             commission=commission,
             currency=self.commission_currency or server.contract.currency,
         )
-        fill = Fill(server.contract, execution, CommissionReport() if self.late_commissions else report, self.now)
-        if self.late_commissions:
-            self._held_reports.append((fill, report))
+        late = self.commission_delay is not None
+        fill = Fill(server.contract, execution, CommissionReport() if late else report, self.now)
+        if self.commission_delay is not None:
+            self._held_reports.append((self.now + dt.timedelta(seconds=self.commission_delay), fill, report))
         server.fills.append(fill)
         server.avg_price, server.filled = execution.avgPrice, execution.cumQty
         sign = -1 if order.action == "BUY" else 1
@@ -475,15 +480,17 @@ class FakeIB:
         if order.ocaGroup:
             self._one_cancels_all(server, quantity)
 
-    def send_commission_reports(self) -> None:
-        """The held-back commission reports arrive (ib_async updates each fill's report in place)."""
-        for fill, report in self._held_reports:
+    def send_commission_reports(self, until: dt.datetime | None = None) -> None:
+        """The held-back commission reports due by `until` (all: None) arrive; ib_async updates each fill's
+        report in place."""
+        due = [held for held in self._held_reports if until is None or held[0] <= until]
+        self._held_reports = [held for held in self._held_reports if held not in due]
+        for _, fill, report in due:
             for attribute in dataclasses.fields(report):
                 setattr(fill.commissionReport, attribute.name, getattr(report, attribute.name))
             trade = self._session.get(fill.execution.permId)
             if self.connected and trade is not None:
                 self.commissionReportEvent.emit(trade, fill, fill.commissionReport)
-        self._held_reports.clear()
 
     def correct_execution(self, exec_id: str, price: float, commission: float) -> Fill:
         """IB corrects an execution: the same execId with its revision raised (.01 -> .02), a new price
@@ -561,7 +568,13 @@ class FakeIB:
         fills = self.executions()
         if execFilter is not None and execFilter.clientId:
             fills = [f for f in fills if f.execution.clientId == execFilter.clientId]
-        return fills
+        # As ib_async answers: an execution the session already knows comes back as a new Fill with an empty
+        # commission report (the report TWS sends again updates the Fill the session holds).
+        known = {f.execution.execId for trade in self._session.values() for f in trade.fills}
+        return [
+            Fill(f.contract, f.execution, CommissionReport(), f.time) if f.execution.execId in known else f
+            for f in fills
+        ]
 
     def positions(self, account: str = "") -> list[Position]:
         held: dict[int, tuple[Contract, float, float]] = {}

@@ -201,7 +201,19 @@ class IbkrVenue:
         trade, fills = self._find(client_order_id)
         if trade is None and not fills:
             return self.resolve(symbol, client_order_id)
+        self._await_reports(client_order_id, trade, fills)
         return self._record(client_order_id, trade, fills)
+
+    def _await_reports(self, client_order_id: str, trade: Any, fills: list[Any]) -> None:
+        """IB sends an execution's commission report just after it: wait for it (up to `order_timeout`), so
+        that the fill is recorded at this sync and reaches the strategy at the same candle as on a re-read."""
+        executions = [*(trade.fills if trade is not None else []), *fills]
+        if _reports_pending(executions) and not self._wait(lambda: not _reports_pending(executions)):
+            _logger().warning(
+                "%s: IB sent no commission report within %.0f s; the execution is recorded when it comes",
+                client_order_id,
+                self.order_timeout,
+            )
 
     def cancel(self, symbol: str, client_order_id: str) -> OrderState:
         """Ask IB to cancel, and return once it shows a terminal state (canceled, or filled first)."""
@@ -219,6 +231,7 @@ class IbkrVenue:
                     return state
                 raise OutcomeUnknown(f"{client_order_id}: cancel not confirmed by IB within {self.order_timeout:.0f} s")
             trade = live
+        self._await_reports(client_order_id, trade, fills)  # final only with every execution's commission
         return self._record(client_order_id, trade, fills)
 
     def open_orders(self, symbol: str) -> list[VenueOrder]:
@@ -270,7 +283,7 @@ class IbkrVenue:
         stored = self.repository.order(client_order_id)
         if stored is None:
             raise Rejected(f"order {client_order_id} is not in this bot's database")
-        executions = {f.execution.execId: f for f in [*(trade.fills if trade is not None else []), *(fills or [])]}
+        executions = _by_exec_id([*(trade.fills if trade is not None else []), *(fills or [])])
         venue_id = None
         if trade is not None:
             venue_id = str(trade.order.permId or trade.orderStatus.permId or trade.order.orderId)
@@ -355,6 +368,21 @@ def _latest_revisions(fills: Any) -> dict[str, Any]:
         if base not in latest or revision > _revision(latest[base].execution.execId)[1]:
             latest[base] = fill
     return latest
+
+
+def _by_exec_id(fills: list[Any]) -> dict[str, Any]:
+    """Each execution once, preferring the Fill that holds its commission report: ib_async answers
+    reqExecutions for an execution it knows with a new Fill whose report stays empty."""
+    found: dict[str, Any] = {}
+    for fill in fills:
+        exec_id = fill.execution.execId
+        if exec_id not in found or (_has_report(fill) and not _has_report(found[exec_id])):
+            found[exec_id] = fill
+    return found
+
+
+def _reports_pending(fills: list[Any]) -> bool:
+    return not all(_has_report(fill) for fill in _latest_revisions(_by_exec_id(fills).values()).values())
 
 
 def _has_report(fill: Any) -> bool:

@@ -37,12 +37,15 @@ class Scripted(bt.Strategy):
         self.seen: dict[str, list[str]] = {}
         self.orders: dict[str, bt.Order] = {}
         self.executed: dict[str, list[float]] = {}
+        self.completed_at: dict[str, int] = {}  # the bar at which each order completed
 
     def notify_order(self, order: bt.Order) -> None:
         name = next(name for name, placed in self.orders.items() if placed.ref == order.ref)
         self.seen.setdefault(name, []).append(order.getstatusname())
         if order.status in (order.Partial, order.Completed):
             self.executed.setdefault(name, []).append(abs(order.executed.size))
+        if order.status == order.Completed:
+            self.completed_at[name] = len(self)
 
     def next(self) -> None:
         action = self.p.script.get(len(self))
@@ -138,3 +141,17 @@ def test_a_commission_in_another_currency_is_not_taken_from_this_cash(fake: Fake
     [bought] = venue.repository.fills()
     assert bought.fee_currency == "EUR" and strategy.executed["entry"] == [300.0]
     assert broker.getcash() == pytest.approx(CAPITAL - float(bought.amount * bought.price))
+
+
+@pytest.mark.parametrize("delay", [None, 5.0])
+def test_a_late_commission_report_is_waited_for_so_the_fill_reaches_the_strategy_at_the_same_candle(
+    fake: FakeIB, venue: IbkrVenue, delay: float | None
+):
+    fake.commission_delay = delay  # seconds after the execution: the candle's sync waits for it
+    strategy, broker = run(
+        fake, venue, {WARMUP: place("entry", size=300, role="entry")}, until="entry", bars=WARMUP + 5
+    )
+    assert strategy.completed_at == {"entry": WARMUP + 1}  # sent after bar WARMUP closed, filled before the next
+    [bought] = venue.repository.fills()
+    assert bought.fee == Decimal("1.5")
+    assert broker.getcash() == pytest.approx(CAPITAL - float(bought.amount * bought.price + bought.fee))

@@ -172,7 +172,7 @@ def test_open_orders_lists_ours_by_order_ref_and_foreign_ones_by_perm_id(fake: F
 def test_an_execution_whose_commission_report_comes_late_is_recorded_once_when_it_arrives(
     fake: FakeIB, venue: IbkrVenue, repository: Repository
 ):
-    fake.late_commissions = True
+    fake.commission_delay = 3600  # sent below
     client_id = place(venue, intent())
     fake.sleep(2)
     waiting = venue.sync("AAPL", client_id)
@@ -189,7 +189,7 @@ def test_an_execution_whose_commission_report_comes_late_is_recorded_once_when_i
 def test_a_correction_before_the_execution_was_recorded_is_recorded_instead_of_it(
     fake: FakeIB, venue: IbkrVenue, repository: Repository
 ):
-    fake.late_commissions = True
+    fake.commission_delay = 3600  # sent below
     client_id = place(venue, intent())
     fake.sleep(2)
     [original] = fake.executions()
@@ -217,3 +217,24 @@ def test_a_correction_of_a_recorded_execution_is_never_counted_twice_and_is_repo
     [event] = repository.events(CORRECTION_EVENT)
     assert f"IB corrected execution {original.execution.execId} as {corrected.execution.execId}" in event.message
     assert "commission 1.25 USD" in event.message
+
+
+def test_a_cancel_after_a_partial_fill_waits_for_its_commission_report_before_it_is_final(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay, fake.partial_fill = 3, 30
+    client_id = place(venue, intent())
+    state = venue.cancel("AAPL", client_id)
+    assert state.status == OrderStatus.CANCELED and state.filled == Decimal(30)
+    [fill] = repository.fills()
+    assert (fill.amount, fill.fee) == (Decimal(30), Decimal(1))
+
+
+def test_a_sync_waits_briefly_for_a_commission_report_that_is_on_its_way(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay = 2  # well within ibkr.order_timeout
+    client_id = place(venue, intent())
+    assert repository.order(client_id).status == OrderStatus.OPEN  # executed, its report not in yet
+    state = venue.sync("AAPL", client_id)
+    assert state.status == OrderStatus.FILLED and [f.fee for f in repository.fills()] == [Decimal(1)]
