@@ -4,8 +4,10 @@
 2. An ambiguous outcome (the connection lost after `placeOrder`, no acknowledgement in time) marks the
    order `unknown`; after reconnecting, it is looked up by `orderRef` in the open orders, the completed
    orders and the executions. It is never resent; "not found" repeated over the window makes it `lost`.
-3. Fills come from execution reports, recorded once each by `execId`, with the commission of their
-   commission report; an execution whose commission has not arrived yet is recorded on a later sync.
+3. Fills come from execution reports, recorded once each by `execId` (a correction, the same id with its
+   revision raised, counts once), with the commission of their commission report, which a sync waits for
+   briefly; an execution whose commission has not arrived yet is recorded on a later sync, and keeps its
+   order from being final until then.
 4. A cancel returns only once IB shows a terminal state.
 
 Exit orders of one trade that rest at IB (a stop and a target) share an OCA group, so IB itself
