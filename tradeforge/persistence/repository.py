@@ -45,6 +45,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from tradeforge.persistence.models import (
     TERMINAL_ORDER_STATUSES,
@@ -250,7 +251,7 @@ _EQUITY_EXISTS = select(_EQUITY.c.id).where(
 
 # integrity_problems reads a whole history: money as stored (Decimal() of it is what the column type
 # would do, at a tenth of the cost per value), everything else as is; the arithmetic is Python's.
-def _stored(column: Column[Any]) -> Any:
+def _stored(column: ColumnElement[Any]) -> Any:
     return type_coerce(column, String())
 
 

@@ -180,3 +180,48 @@ def test_a_restart_across_the_split_ends_as_an_uninterrupted_run(client, clock, 
     splits = [(s.time, s.ratio, s.position_before, s.position_after) for s in repository_of(restarted).splits()]
     assert splits == [(s.time, s.ratio, s.position_before, s.position_after) for s in repository_of(straight).splits()]
     assert repository_of(restarted).integrity_problems() == []
+
+
+def test_with_adjust_none_the_candles_are_as_traded_and_only_the_position_is_converted(client, clock, tmp_path):
+    config = bot_config(tmp_path, "as-traded", None, adjust="none")
+    clock.now = START
+    run_paper_bot(config, client, clock, END)
+    repository = repository_of(config)
+    split, trade, orders = the_split_trade(repository)
+    entry = next(o for o in orders if o.role == "entry")
+    assert split.position_before == entry.amount and near(split.position_after, entry.amount * 4)
+
+    # The strategy reads the 75 % drop as traded: its averages cross down on the split candle, and it
+    # sells the converted position at the next open. The stops, converted too, were not hit.
+    (exit_order,) = [o for o in orders if o.role == "exit"]
+    assert (trade.exit_reason, trade.closed_at) == ("signal", SPLIT + dt.timedelta(days=1))
+    assert exit_order.amount == split.position_after and trade.amount == 0
+    paid, received = entry.amount * entry.average_price, exit_order.amount * exit_order.average_price
+    assert trade.pnl == received - paid - trade.fees
+    protective = [o for o in orders if o.role == "protective"]
+    assert all(o.status == OrderStatus.CANCELED and o.intent_amount == entry.amount for o in protective)
+    assert repository.integrity_problems() == []
+
+    candles = live_store(config).load("yahoo-none", "AAPL", "1d")
+    served = dict(zip(RECORDED["timestamp"], RECORDED["indicators"]["quote"][0]["close"], strict=True))
+    for stamp, close in zip(candles.timestamp // 10**9, candles.close, strict=True):
+        day = dt.datetime.fromtimestamp(int(stamp), UTC).replace(hour=13, minute=30)
+        assert close == served[int(day.timestamp())] * (4 if day < SPLIT else 1)
+
+
+def test_a_split_while_flat_only_rebases_the_history(client, clock, tmp_path):
+    """A bot flat through the split trades after it exactly as one that started after the split on
+    Yahoo's split-adjusted history: the split changed no price it decides on."""
+    through = bot_config(tmp_path / "a", "through", None)
+    clock.now = dt.datetime(2020, 8, 26, 12, tzinfo=UTC)
+    run_paper_bot(through, client, clock, END)
+    (split,) = repository_of(through).splits()
+    assert (split.trade_id, split.position_before, split.position_after) == (None, 0, 0)
+    assert repository_of(through).events("split")[0].data["orders"] == []
+
+    after = bot_config(tmp_path / "b", "after", None, warmup=30)
+    clock.now = dt.datetime(2020, 9, 1, 12, tzinfo=UTC)
+    run_paper_bot(after, client, clock, END)
+    assert repository_of(after).splits() == []
+    assert ledger(through), "the comparison needs orders to mean something"
+    assert ledger(through) == ledger(after)
