@@ -322,6 +322,12 @@ _CLOSED_TRADES_NOT_FLAT = (
     )
     .order_by(_TRADES.c.id)
 )
+_SPLITS = cast(Table, Split.__table__)
+_BOT_SPLITS = (
+    select(_SPLITS.c.trade_id, _SPLITS.c.time, _SPLITS.c.ratio, _SPLITS.c.position_before, _SPLITS.c.position_after)
+    .where(_SPLITS.c.bot_id == bindparam("bot_id"), _SPLITS.c.trade_id.is_not(None))
+    .order_by(_SPLITS.c.time, _SPLITS.c.id)
+)
 # trade_records: every fill of the bot's trades with its order's side, in order-then-fill order.
 _BOT_TRADE_FILLS = (
     select(_ORDERS.c.trade_id, _ORDERS.c.side, _FILLS.c.amount, _FILLS.c.time)
@@ -650,8 +656,10 @@ class Repository:
     def record_fill(self, client_order_id: str, fill: FillReport) -> bool:
         """Store an execution once (idempotent by venue trade id), update the order and re-derive
         its trade from all of the trade's fills. Returns False for a fill already recorded."""
-        splits = self._splits_by_trade()
         with self._writing() as cursor:
+            if self._trade_splits is None:  # read in this transaction: a fill is one commit
+                self._trade_splits = _by_trade(cursor.read(_BOT_SPLITS, {"bot_id": self.bot_id}))
+            splits = self._trade_splits
             rows = cursor.read(
                 _ORDER_FOR_FILL,
                 {"bot_id": self.bot_id, "client_order_id": client_order_id, "venue_trade_id": fill.venue_trade_id},
@@ -724,9 +732,16 @@ class Repository:
         amount; the amount first asked for is kept in `intent_amount`, their prices divided by `ratio`), and
         the open trade re-derived on the new basis. Idempotent: a restart replaying the split changes
         nothing (False)."""
+        known = self._splits_by_trade()
         with self._tx() as session:
-            exists = session.scalar(select(Split.id).where(*_this_split(self.bot_id, symbol, time)))
-            if exists is not None:
+            stored = session.scalar(select(Split).where(*_this_split(self.bot_id, symbol, time)))
+            if stored is not None:
+                if (stored.ratio, stored.position_after) != (ratio, position_after):
+                    raise IntegrityProblem(
+                        f"the {symbol} split at {time:%Y-%m-%d %H:%M} was recorded as {stored.ratio.normalize():f}:1 "
+                        f"with a position of {stored.position_after.normalize():f} after it; replayed, it is "
+                        f"{ratio.normalize():f}:1 with {position_after.normalize():f}: the candles or the strategy changed"
+                    )
                 return False
             trade = session.scalar(
                 select(Trade).where(
@@ -767,8 +782,7 @@ class Repository:
                     for o in sorted(trade.orders, key=lambda o: o.id)
                     for f in o.fills
                 ]
-                kept = self._splits_by_trade().get(trade.id, [])
-                for key, value in _derive_trade(trade.side, fills, [*kept, basis]).items():
+                for key, value in _derive_trade(trade.side, fills, [*known.get(trade.id, []), basis]).items():
                     setattr(trade, key, value)
             data = {
                 "symbol": symbol,
@@ -785,7 +799,7 @@ class Repository:
             )
             session.add(Event(bot_id=self.bot_id, time=now, kind="split", message=message, data=data))
         if trade is not None:
-            self._splits_by_trade().setdefault(trade.id, []).append(basis)
+            known.setdefault(trade.id, []).append(basis)
         return True
 
     def splits(self) -> list[Split]:
@@ -794,12 +808,8 @@ class Repository:
 
     def _splits_by_trade(self) -> dict[int, list[SplitBasis]]:
         if self._trade_splits is None:
-            found: dict[int, list[SplitBasis]] = {}
-            for split in self.splits():
-                if split.trade_id is not None:
-                    basis = SplitBasis(split.time, split.ratio, split.position_before, split.position_after)
-                    found.setdefault(split.trade_id, []).append(basis)
-            self._trade_splits = found
+            with self._transaction() as connection:
+                self._trade_splits = _by_trade(connection.execute(_BOT_SPLITS, {"bot_id": self.bot_id}).all())
         return self._trade_splits
 
     def update_trade_state(self, trade_id: int, state: dict[str, Any]) -> None:
@@ -1062,6 +1072,14 @@ _PRICE_SCALE = Decimal("1e-18")
 
 def _this_split(bot_id: int, symbol: str, time: dt.datetime) -> tuple[Any, ...]:
     return (Split.bot_id == bot_id, Split.symbol == symbol, Split.time == time)
+
+
+def _by_trade(rows: Iterable[Any]) -> dict[int, list[SplitBasis]]:
+    """_BOT_SPLITS rows as each trade's splits, oldest first."""
+    found: dict[int, list[SplitBasis]] = {}
+    for trade_id, time, ratio, before, after in rows:
+        found.setdefault(trade_id, []).append(SplitBasis(time, Decimal(ratio), Decimal(before), Decimal(after)))
+    return found
 
 
 def _divided(price: Decimal | None, ratio: Decimal) -> Decimal | None:

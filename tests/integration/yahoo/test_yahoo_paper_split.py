@@ -114,8 +114,8 @@ def the_split_trade(repository: Repository) -> Any:
     return split, trade, [o for o in repository.orders() if o.trade_id == trade.id]
 
 
-def test_a_position_and_its_stops_are_converted_at_the_split_without_a_stop_out(client, clock, tmp_path):
-    config = bot_config(tmp_path, "split", None)
+def test_a_position_and_its_stops_are_converted_at_the_split_without_a_stop_out(client, clock, tmp_path, db_url):
+    config = bot_config(tmp_path, "split", db_url)
     clock.now = START
     outcome = run_paper_bot(config, client, clock, END)
     repository = repository_of(config)
@@ -138,7 +138,7 @@ def test_a_position_and_its_stops_are_converted_at_the_split_without_a_stop_out(
     assert trade.exit_reason == "signal" and trade.closed_at > SPLIT + dt.timedelta(days=3)
     assert exit_order.amount == split.position_after and trade.status == TradeStatus.CLOSED and trade.amount == 0
     paid, received = entry.amount * entry.average_price, exit_order.amount * exit_order.average_price
-    assert trade.pnl == received - paid - trade.fees
+    assert near(trade.pnl, received - paid - trade.fees)  # PostgreSQL keeps 18 decimals
     assert near(trade.entry_price, entry.average_price / 4)
     assert repository.integrity_problems() == []
 
@@ -147,6 +147,8 @@ def test_a_position_and_its_stops_are_converted_at_the_split_without_a_stop_out(
     assert record.size == pytest.approx(float(split.position_after))
     assert record.entry_price == pytest.approx(float(trade.entry_price))
     assert record.pnl == pytest.approx(float(trade.pnl), abs=1e-6)
+    (listed,) = [t for t in repository.trade_records() if t["id"] == trade.id]  # `tradeforge trades`
+    assert listed["size"] == float(split.position_after) and listed["entry_price"] == float(trade.entry_price)
     (event,) = repository.events("split")
     assert event.data["position_after"] == str(split.position_after) and len(event.data["orders"]) == 2
 
@@ -197,7 +199,7 @@ def test_with_adjust_none_the_candles_are_as_traded_and_only_the_position_is_con
     assert (trade.exit_reason, trade.closed_at) == ("signal", SPLIT + dt.timedelta(days=1))
     assert exit_order.amount == split.position_after and trade.amount == 0
     paid, received = entry.amount * entry.average_price, exit_order.amount * exit_order.average_price
-    assert trade.pnl == received - paid - trade.fees
+    assert near(trade.pnl, received - paid - trade.fees)  # PostgreSQL keeps 18 decimals
     protective = [o for o in orders if o.role == "protective"]
     assert all(o.status == OrderStatus.CANCELED and o.intent_amount == entry.amount for o in protective)
     assert repository.integrity_problems() == []
