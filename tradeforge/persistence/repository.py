@@ -740,7 +740,8 @@ class Repository:
                     raise IntegrityProblem(
                         f"the {symbol} split at {time:%Y-%m-%d %H:%M} was recorded as {stored.ratio.normalize():f}:1 "
                         f"with a position of {stored.position_after.normalize():f} after it; replayed, it is "
-                        f"{ratio.normalize():f}:1 with {position_after.normalize():f}: the candles or the strategy changed"
+                        f"{ratio.normalize():f}:1 with {position_after.normalize():f}: the candles or the strategy "
+                        "changed"
                     )
                 return False
             trade = session.scalar(
