@@ -10,12 +10,18 @@ Order matching, cash and value are Backtrader's own, so results are identical (t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from backtrader.brokers import BackBroker
 
 
 class SimulatedBroker(BackBroker):
+    def __init__(self) -> None:
+        super().__init__()
+        # Called at the start of each bar's matching, once the feeds are on the bar (a split due on it).
+        self.before_matching: list[Callable[[], object]] = []
+
     def start(self) -> None:
         super().start()
         self._position_pass_needed: bool | None = None
@@ -27,6 +33,8 @@ class SimulatedBroker(BackBroker):
         return self._position_pass_needed
 
     def next(self) -> None:
+        for hook in self.before_matching:
+            hook()
         if self._needs_position_pass():
             return super().next()
         if not (self.pending or self.submitted or self._toactivate or self._userhist):

@@ -295,7 +295,7 @@ def run_bot(
             control.paused = bool(restart.state["paused"])
         for feed in feeds.feeds:
             cerebro.adddata(feed)
-        watch_splits(feeds.feeds, SplitHandler(repository, persist, say))
+        watch_splits(feeds.feeds, cerebro.broker, SplitHandler(repository, persist, say))
         listener = BotListener(
             repository,
             journal,

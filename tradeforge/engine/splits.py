@@ -1,11 +1,12 @@
 """A stock split while a paper bot runs on Yahoo candles, applied as a broker would.
 
-The Yahoo feed notices the split and calls this at the first candle on the new basis, before the broker
-matches it (feeds/yahoo.py): the position is converted (size times the ratio, price divided by it; cash and
-value unchanged), so are the orders in flight and the strategy's open trade, and the repository records the
-split with the converted order amounts, so that the derived trade and `tradeforge db check` stay consistent
-when an exit fills the converted size. A restart re-reads the stored split with the candles and does all of
-this again at the same candle; the repository's record is then already there and stays as it was.
+The Yahoo feed notices the split; when the first candle on the new basis is the feed's current one, the
+broker calls this before it matches that candle (feeds/yahoo.py, brokers/simulated.py). The position is
+converted (size times the ratio, price divided by it; cash and value unchanged), so are the orders in flight
+and the strategy's open trade, and the repository records the split with the converted order amounts, so
+that the derived trade and `tradeforge db check` stay consistent when an exit fills the converted size. A
+restart re-reads the stored split with the candles and does all of this again at the same candle; the
+repository's record is then already there and stays as it was.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from tradeforge.resilience.errors import Fatal
 
 
 class SplitHandler:
-    """A Yahoo feed's `split_hook`: converts the broker's position and orders and the strategy's trade,
-    then records the split (once: a replayed split finds its record)."""
+    """Converts the broker's position and orders and the strategy's trade at a split, then records the
+    split (once: a replayed split finds its record)."""
 
     def __init__(self, repository: Repository, persist: Persist, say: Callable[[str], None]) -> None:
         self.repository = repository
@@ -34,9 +35,7 @@ class SplitHandler:
 
     def __call__(self, feed: Any, split: Split) -> None:
         cerebro = feed._env
-        broker = cerebro.broker
-        if not isinstance(broker, SimulatedBroker):
-            raise Fatal(f"a {split.ratio:g}:1 split of {feed.symbol}: only the paper broker converts positions")
+        broker: SimulatedBroker = cerebro.broker  # checked by watch_splits
         before = broker.getposition(feed).size
         orders = broker.apply_split(feed, split.ratio)
         for strategy in cerebro.runningstrats:
@@ -60,8 +59,18 @@ class SplitHandler:
             )
 
 
-def watch_splits(feeds: Iterable[Any], handler: SplitHandler) -> None:
-    """Hand the split hook to every feed that reports splits (the Yahoo feeds)."""
-    for feed in feeds:
-        if hasattr(feed, "split_hook"):
-            feed.split_hook = handler
+def watch_splits(feeds: Iterable[Any], broker: Any, handler: SplitHandler) -> None:
+    """Before each bar's matching, apply the splits due on the feeds that report them (the Yahoo feeds)."""
+    reporting = [feed for feed in feeds if hasattr(feed, "due_split")]
+    if not reporting:
+        return
+    if not isinstance(broker, SimulatedBroker):
+        raise Fatal("splits are applied by the paper broker only; Yahoo feeds run in paper mode")
+
+    def apply_due() -> None:
+        for feed in reporting:
+            split = feed.due_split()
+            if split is not None:
+                handler(feed, split)
+
+    broker.before_matching.append(apply_due)

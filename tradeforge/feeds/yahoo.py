@@ -585,8 +585,8 @@ class YahooFeed(PolledFeed):
     A split Yahoo reports after the last candle the bot holds goes to `splits` (stored beside the
     history) before the candles that follow it. When Backtrader receives the first candle on the new
     basis (live, or re-read after a restart), the earlier candles of its lines are re-based (unless
-    `adjust: none`: candles as traded) and `split_hook` (the runtime's: position, orders, repository)
-    runs, before the broker matches that candle."""
+    `adjust: none`: candles as traded) and the split is due (`due_split`): the runtime converts the
+    position and orders when that candle is the feed's current one, before the broker matches it."""
 
     def __init__(
         self,
@@ -607,7 +607,7 @@ class YahooFeed(PolledFeed):
     ) -> None:
         super().__init__(history, _rows(history), stop)
         self.splits = splits or SplitLog()
-        self.split_hook: Callable[[YahooFeed, Split], object] | None = None
+        self._due: tuple[float, Split] | None = None  # (Backtrader date of its candle, the split)
         self.client = client
         self.symbol = history.symbol
         self.timeframe = history.timeframe
@@ -699,8 +699,15 @@ class YahooFeed(PolledFeed):
             if split.candle_ns == int(row[0]):
                 if self.adjust != "none":
                     rebase_lines(self.lines, split.ratio)
-                if self.split_hook is not None:
-                    self.split_hook(self, split)
+                self._due = (float(self.lines.datetime[0]), split)
+
+    def due_split(self) -> Split | None:
+        """The split whose first candle is the feed's current one, once (None otherwise). With several
+        symbols, Backtrader may load a candle a step before it makes it current (it waits for the others)."""
+        if self._due is None or self.lines.datetime[0] != self._due[0]:
+            return None
+        split, self._due = self._due[1], None
+        return split
 
     def _poll(self) -> None:
         """Sleep until the next candle is due (no request while the market is closed), then fetch it and
