@@ -415,6 +415,20 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         if listener is not None and hasattr(listener, hook):
             getattr(listener, hook)(self, *args)
 
+    # --- stock splits (Yahoo paper bots; engine/splits.py) ---------------------------------------
+
+    def apply_split(self, data: Any, ratio: float) -> None:
+        """A stock split converted the broker's position on `data` (size times `ratio`, price divided by
+        it): the book's size and entry price, and Backtrader's open trade (so the closed trade's entry
+        price and PnL come out on the new basis), follow."""
+        book = self._book_of[id(data)]
+        book.size *= ratio
+        book.entry_price /= ratio
+        for trade in self._trades[data][0]:
+            if trade.isopen:
+                trade.size *= ratio
+                trade.price /= ratio
+
     # --- snapshots: restart from a flat candle instead of from the first one -------------------
 
     def is_flat(self) -> bool:
