@@ -1,7 +1,7 @@
 """`tradeforge reconcile`: the way out when a live bot refuses to trade after start-up reconciliation.
 
 Exit codes: 0 trading can start; 1 a person must decide (a position the account does not cover, an
-order of ours that cannot be adopted); 2 bad input (config, keys, symbols, unreachable exchange).
+order of ours that cannot be adopted); 2 bad input (config, keys, symbols, unreachable exchange or TWS/IB Gateway).
 """
 
 from __future__ import annotations

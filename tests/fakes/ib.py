@@ -17,6 +17,7 @@ ambiguous ones (several matches), and foreign open orders (`add_foreign_order`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
@@ -92,6 +93,11 @@ class FakeIB:
         self.cash = cash
         self.commission_per_share = commission_per_share
         self.min_commission = min_commission
+        self.commission_currency: str | None = None  # default: the contract's currency
+        # Commission reports this many seconds after their execution (None: with it); send_commission_reports()
+        # releases them at once.
+        self.commission_delay: float | None = None
+        self._held_reports: list[tuple[dt.datetime, Fill, CommissionReport]] = []
         self.RaiseRequestErrors = False
         for name in (
             "connectedEvent",
@@ -109,6 +115,7 @@ class FakeIB:
         self.connected = False
         self.client_id = 0
         self.connections = 0
+        self.loop_thread = threading.get_ident()
         self._up_at: dt.datetime | None = None
         self._subscriptions: list[BarDataList] = []
         self._orders: list[_ServerOrder] = []
@@ -165,6 +172,12 @@ class FakeIB:
         self._orders.append(_ServerOrder(contract, order, OrderStatus.Submitted, acknowledged=True))
         return order
 
+    def cancel_all_by_hand(self) -> None:
+        """A person cancels every working order in TWS (done at the next tick)."""
+        for server in self._orders:
+            if not server.done:
+                server.cancel_requested = True
+
     # --- clock and market -----------------------------------------------------------------------------
 
     def price(self, at: dt.datetime | None = None) -> float:
@@ -206,6 +219,8 @@ class FakeIB:
             self.listening, self._up_at = True, None
         for server in list(self._orders):
             self._work(server)
+        if self._held_reports:
+            self.send_commission_reports(self.now)
         if self.connected:
             for bars in list(self._subscriptions):
                 self._update(bars)
@@ -232,6 +247,7 @@ class FakeIB:
         if not self.listening:
             raise ConnectionRefusedError(111, f"Connect call failed ('{host}', {port})")
         self.connected, self.client_id = True, clientId
+        self.loop_thread = threading.get_ident()  # ib_async's event loop runs on the connecting thread
         self.connections += 1
         # ib_async syncs open orders and executions on connect.
         self._session = {s.order.permId: self._client_trade(s) for s in self._orders if not s.done and self._mine(s)}
@@ -258,6 +274,8 @@ class FakeIB:
         self._up_at = self.now + dt.timedelta(seconds=down_for)
 
     def _require_connection(self) -> None:
+        if threading.get_ident() != self.loop_thread:  # the real client fails: no event loop in this thread
+            raise RuntimeError("ib_async called from a thread other than its event loop's")
         if not self.connected:
             raise ConnectionError("Not connected")
 
@@ -444,8 +462,15 @@ class FakeIB:
             orderRef=order.orderRef,
         )
         commission = round(max(self.min_commission, self.commission_per_share * quantity), 4)
-        report = CommissionReport(execId=execution.execId, commission=commission, currency=server.contract.currency)
-        fill = Fill(server.contract, execution, report, self.now)
+        report = CommissionReport(
+            execId=execution.execId,
+            commission=commission,
+            currency=self.commission_currency or server.contract.currency,
+        )
+        late = self.commission_delay is not None
+        fill = Fill(server.contract, execution, CommissionReport() if late else report, self.now)
+        if self.commission_delay is not None:
+            self._held_reports.append((self.now + dt.timedelta(seconds=self.commission_delay), fill, report))
         server.fills.append(fill)
         server.avg_price, server.filled = execution.avgPrice, execution.cumQty
         sign = -1 if order.action == "BUY" else 1
@@ -454,6 +479,33 @@ class FakeIB:
         self._publish(server, fill=fill)
         if order.ocaGroup:
             self._one_cancels_all(server, quantity)
+
+    def send_commission_reports(self, until: dt.datetime | None = None) -> None:
+        """The held-back commission reports due by `until` (all: None) arrive; ib_async updates each fill's
+        report in place."""
+        due = [held for held in self._held_reports if until is None or held[0] <= until]
+        self._held_reports = [held for held in self._held_reports if held not in due]
+        for _, fill, report in due:
+            for attribute in dataclasses.fields(report):
+                setattr(fill.commissionReport, attribute.name, getattr(report, attribute.name))
+            trade = self._session.get(fill.execution.permId)
+            if self.connected and trade is not None:
+                self.commissionReportEvent.emit(trade, fill, fill.commissionReport)
+
+    def correct_execution(self, exec_id: str, price: float, commission: float) -> Fill:
+        """IB corrects an execution: the same execId with its revision raised (.01 -> .02), a new price
+        and its own commission report; the corrected one replaces the original in positions and cash."""
+        server, original = next((s, f) for s in self._orders for f in s.fills if f.execution.execId == exec_id)
+        base, _, revision = exec_id.rpartition(".")
+        execution = dataclasses.replace(original.execution, execId=f"{base}.{int(revision) + 1:02d}", price=price)
+        report = dataclasses.replace(original.commissionReport, execId=execution.execId, commission=commission)
+        fill = Fill(server.contract, execution, report, self.now)
+        sign = -1 if execution.side == "BOT" else 1
+        self.cash += sign * execution.shares * (price - original.execution.price)
+        self.cash -= commission - original.commissionReport.commission
+        server.fills.append(fill)
+        self._publish(server, fill=fill)
+        return fill
 
     def _one_cancels_all(self, filled: _ServerOrder, quantity: float) -> None:
         for other in self._orders:
@@ -516,12 +568,18 @@ class FakeIB:
         fills = self.executions()
         if execFilter is not None and execFilter.clientId:
             fills = [f for f in fills if f.execution.clientId == execFilter.clientId]
-        return fills
+        # As ib_async answers: an execution the session already knows comes back as a new Fill with an empty
+        # commission report (the report TWS sends again updates the Fill the session holds).
+        known = {f.execution.execId for trade in self._session.values() for f in trade.fills}
+        return [
+            Fill(f.contract, f.execution, CommissionReport(), f.time) if f.execution.execId in known else f
+            for f in fills
+        ]
 
     def positions(self, account: str = "") -> list[Position]:
         held: dict[int, tuple[Contract, float, float]] = {}
         for server in self._orders:
-            for fill in server.fills:
+            for fill in _latest(server.fills):
                 contract, amount, cost = held.get(fill.contract.conId, (fill.contract, 0.0, 0.0))
                 signed = fill.execution.shares if fill.execution.side == "BOT" else -fill.execution.shares
                 held[fill.contract.conId] = (contract, amount + signed, cost + signed * fill.execution.price)
@@ -550,3 +608,11 @@ def _as_datetime(date: dt.date | dt.datetime) -> dt.datetime:
     if isinstance(date, dt.datetime):
         return date
     return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
+
+
+def _latest(fills: list[Fill]) -> list[Fill]:
+    """Each execution once, in its latest revision (IB's corrections raise the execId's last part)."""
+    latest: dict[str, Fill] = {}
+    for fill in fills:
+        latest[fill.execution.execId.rpartition(".")[0]] = fill  # revisions come in order
+    return list(latest.values())

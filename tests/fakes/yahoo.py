@@ -2,7 +2,8 @@
 the cookie, crumb, consent and `v8/finance/chart` requests from the recordings in tests/data/yahoo/.
 
 A chart answer is the recording cut to the request (`period1` <= open < `period2`, and nothing after
-the fake's clock), with the events in that range, as Yahoo does. Candles still in progress are served
+the fake's clock), with the events in that range, as Yahoo does; a split after the fake's clock has not
+happened yet, so the prices before it are served as traded. Candles still in progress are served
 (Yahoo does), and while a session runs a 'latest trade' row off the minute grid is appended (Yahoo does
 that too). Faults are injected per path: HTTP statuses with Yahoo's bodies, or a connection error.
 """
@@ -140,10 +141,37 @@ class FakeYahoo(BaseAdapter):
                     "per request.",
                 )
         body = json.loads(path.read_text())
-        result = body["chart"]["result"][0]
+        result = _as_of(body["chart"]["result"][0], int(now.timestamp()))
         return _response(
             request, 200, json.dumps({"chart": {"result": [_cut(result, start, end, interval)], "error": None}})
         )
+
+
+def _as_of(result: dict[str, Any], now: int) -> dict[str, Any]:
+    """The recording as Yahoo served it at `now`: a recording is adjusted for all its splits, and before a
+    split has happened Yahoo's prices (and adjclose and dividends) before it are as traded, its volumes too."""
+    future = [e for e in ((result.get("events") or {}).get("splits") or {}).values() if int(e["date"]) > now]
+    if not future:
+        return result
+    result = json.loads(json.dumps(result))
+    quote = result["indicators"]["quote"][0]
+    adjclose = (result["indicators"].get("adjclose") or [{}])[0].get("adjclose")
+    for split in future:
+        ratio = float(split["numerator"]) / float(split["denominator"])
+        for i, stamp in enumerate(result.get("timestamp") or []):
+            if stamp >= int(split["date"]):
+                continue
+            for name in ("open", "high", "low", "close"):
+                if quote[name][i] is not None:
+                    quote[name][i] *= ratio
+            if quote["volume"][i] is not None:
+                quote["volume"][i] = int(quote["volume"][i] / ratio)
+            if adjclose is not None and adjclose[i] is not None:
+                adjclose[i] *= ratio
+        for dividend in ((result.get("events") or {}).get("dividends") or {}).values():
+            if int(dividend["date"]) < int(split["date"]):
+                dividend["amount"] *= ratio
+    return result
 
 
 def _cut(result: dict[str, Any], start: int, end: int, interval: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 import ccxt
 
 from tradeforge.brokers.orders import MarketRules, OrderRefused, order_status
-from tradeforge.brokers.venue import OrderState, VenueOrder
+from tradeforge.brokers.venue import OrderState, Settlement, VenueOrder
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
 from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
@@ -56,6 +56,8 @@ class LookupPolicy:
 
 class OrderGateway:
     """Places, looks up, syncs and cancels orders on one exchange, writing every step to the repository."""
+
+    holds_oco_groups = False  # a spot balance backs one resting order: the broker emulates the rest
 
     def __init__(
         self,
@@ -90,6 +92,11 @@ class OrderGateway:
             intent.side, intent.type, intent.amount, intent.price, intent.stop_price, reference_price
         )
         return replace(intent, amount=amount, price=price, stop_price=stop_price)
+
+    def settlement(self, symbol: str) -> Settlement:
+        """BASE/QUOTE: a buy adds to BASE, paid in QUOTE, its fee taken from the BASE bought."""
+        base, _, quote = symbol.partition("/")
+        return Settlement(base, quote, fee_from_asset_bought=True)
 
     def supports(self, symbol: str, order_type: str) -> bool:
         """Does the market take this order type itself (its `orderTypes`)? Trailing stops never."""

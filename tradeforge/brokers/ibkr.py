@@ -4,8 +4,10 @@
 2. An ambiguous outcome (the connection lost after `placeOrder`, no acknowledgement in time) marks the
    order `unknown`; after reconnecting, it is looked up by `orderRef` in the open orders, the completed
    orders and the executions. It is never resent; "not found" repeated over the window makes it `lost`.
-3. Fills come from execution reports, recorded once each by `execId`, with the commission of their
-   commission report; an execution whose commission has not arrived yet is recorded on a later sync.
+3. Fills come from execution reports, recorded once each by `execId` (a correction, the same id with its
+   revision raised, counts once), with the commission of their commission report, which a sync waits for
+   briefly; an execution whose commission has not arrived yet is recorded on a later sync, and keeps its
+   order from being final until then.
 4. A cancel returns only once IB shows a terminal state.
 
 Exit orders of one trade that rest at IB (a stop and a target) share an OCA group, so IB itself
@@ -14,6 +16,7 @@ cancels (or reduces) one when the other fills: the strategy's stop/target pair a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -23,8 +26,9 @@ from typing import Any
 from ib_async import ExecutionFilter, LimitOrder, MarketOrder, Order, StopLimitOrder, StopOrder
 
 from tradeforge.brokers.orders import OrderRefused
-from tradeforge.brokers.reconcile import PositionCheck, ReconcileReport
-from tradeforge.brokers.venue import OrderState, VenueOrder
+from tradeforge.brokers.reconcile import DEFAULT_TOLERANCE, ReconcileReport
+from tradeforge.brokers.reconcile import reconcile as reconcile_venue
+from tradeforge.brokers.venue import OrderState, Settlement, VenueOrder
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import FillReport, OrderIntent, Repository
 from tradeforge.resilience.errors import OutcomeUnknown, Rejected, Temporary
@@ -48,6 +52,8 @@ def _dec(value: float | Decimal) -> Decimal:
 class IbkrVenue:
     """Orders on IB for the contracts a bot trades (by data.symbols name), written to `repository`."""
 
+    holds_oco_groups = True  # a trade's resting exits share an OCA group: IB cancels the rest on a fill
+
     def __init__(
         self,
         connection: IbConnection,
@@ -66,6 +72,7 @@ class IbkrVenue:
         self.account = connection.config.account or ""
         self.order_timeout = order_timeout if order_timeout is not None else connection.config.order_timeout
         self.lookup_wait, self.not_found, self.window = lookup_wait, not_found, window
+        self._corrections: set[str] = set()  # corrected execution ids already reported
 
     # --- checks -------------------------------------------------------------------------------------------
 
@@ -73,6 +80,11 @@ class IbkrVenue:
         if symbol not in self.contracts:
             raise OrderRefused(f"{symbol}: not a contract of this bot (data.symbols / ibkr.contracts)")
         return self.contracts[symbol]
+
+    def settlement(self, symbol: str) -> Settlement:
+        """A contract is held by its data.symbols name and paid in its currency; IB charges commissions
+        in cash, never in shares."""
+        return Settlement(symbol, self._resolved(symbol).contract.currency, fee_from_asset_bought=False)
 
     def supports(self, symbol: str, order_type: str) -> bool:
         return symbol in self.contracts and order_type in _ORDER_TYPES
@@ -191,7 +203,19 @@ class IbkrVenue:
         trade, fills = self._find(client_order_id)
         if trade is None and not fills:
             return self.resolve(symbol, client_order_id)
+        self._await_reports(client_order_id, trade, fills)
         return self._record(client_order_id, trade, fills)
+
+    def _await_reports(self, client_order_id: str, trade: Any, fills: list[Any]) -> None:
+        """IB sends an execution's commission report just after it: wait for it (up to `order_timeout`), so
+        that the fill is recorded at this sync and reaches the strategy at the same candle as on a re-read."""
+        executions = [*(trade.fills if trade is not None else []), *fills]
+        if _reports_pending(executions) and not self._wait(lambda: not _reports_pending(executions)):
+            _logger().warning(
+                "%s: IB sent no commission report within %.0f s; the execution is recorded when it comes",
+                client_order_id,
+                self.order_timeout,
+            )
 
     def cancel(self, symbol: str, client_order_id: str) -> OrderState:
         """Ask IB to cancel, and return once it shows a terminal state (canceled, or filled first)."""
@@ -209,6 +233,7 @@ class IbkrVenue:
                     return state
                 raise OutcomeUnknown(f"{client_order_id}: cancel not confirmed by IB within {self.order_timeout:.0f} s")
             trade = live
+        self._await_reports(client_order_id, trade, fills)  # final only with every execution's commission
         return self._record(client_order_id, trade, fills)
 
     def open_orders(self, symbol: str) -> list[VenueOrder]:
@@ -260,19 +285,27 @@ class IbkrVenue:
         stored = self.repository.order(client_order_id)
         if stored is None:
             raise Rejected(f"order {client_order_id} is not in this bot's database")
-        executions = {f.execution.execId: f for f in [*(trade.fills if trade is not None else []), *(fills or [])]}
+        executions = _by_exec_id([*(trade.fills if trade is not None else []), *(fills or [])])
         venue_id = None
         if trade is not None:
             venue_id = str(trade.order.permId or trade.orderStatus.permId or trade.order.orderId)
         elif executions:
             venue_id = str(next(iter(executions.values())).execution.permId)
-        raw = _raw(trade)
+        raw = _raw(trade, stored.raw)
         self.repository.mark_order(client_order_id, OrderStatus.OPEN, venue_order_id=venue_id, raw=raw)
-        new = 0
-        for exec_id, fill in sorted(executions.items(), key=lambda item: item[1].execution.time):
-            report = fill.commissionReport
-            if report is None or report.execId != exec_id or report.commission >= _UNSET:
-                continue  # its commission report has not arrived: recorded on a later sync
+        latest = _latest_revisions(executions.values())
+        corrected = any(_revision(f.execution.execId)[1] > 1 for f in latest.values())
+        recorded = self._recorded_revisions(stored.id) if corrected else {}
+        new = waiting = 0
+        for base, fill in sorted(latest.items(), key=lambda item: item[1].execution.time):
+            exec_id = fill.execution.execId
+            earlier = recorded.get(base)
+            if earlier is not None and earlier != exec_id:
+                self._correction(client_order_id, earlier, fill)
+                continue
+            if not _has_report(fill):
+                waiting += 1  # its commission report has not arrived: recorded on a later sync
+                continue
             if self.repository.record_fill(client_order_id, _fill(fill)):
                 new += 1
         stored = self.repository.order(client_order_id)
@@ -281,6 +314,8 @@ class IbkrVenue:
         ib_status = trade.orderStatus.status if trade is not None else ""
         if filled >= stored.amount:
             status = OrderStatus.FILLED
+        elif waiting:  # IB executed more than is recorded: not final until the commission reports are in
+            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
         elif ib_status in _DONE:
             # ib_async shows a rejected new order as Cancelled with IB's error in the trade log
             refused = ib_status == "Inactive" or _rejection(trade) is not None
@@ -291,6 +326,70 @@ class IbkrVenue:
         if status == OrderStatus.REJECTED and raise_rejection:
             raise Rejected(f"{client_order_id}: IB rejected the order: {_last_message(trade)}")
         return OrderState(client_order_id, status, filled, venue_id, new)
+
+    def _recorded_revisions(self, order_id: int) -> dict[str, str]:
+        """The order's stored executions: IB's execution id without its revision -> the stored execId."""
+        return {
+            _revision(f.venue_trade_id)[0]: f.venue_trade_id for f in self.repository.fills() if f.order_id == order_id
+        }
+
+    def _correction(self, client_order_id: str, earlier: str, fill: Any) -> None:
+        """IB corrected an execution already recorded: the stored fill (and what the strategy was told)
+        stays, never counted twice; a person is told once per run, and reconciliation compares positions."""
+        exec_id = fill.execution.execId
+        if exec_id in self._corrections:
+            return
+        self._corrections.add(exec_id)
+        report = fill.commissionReport
+        commission = f", commission {_dec(report.commission)} {report.currency}" if _has_report(fill) else ""
+        message = (
+            f"{client_order_id}: IB corrected execution {earlier} as {exec_id} ({_dec(fill.execution.shares)} @ "
+            f"{_dec(fill.execution.price)}{commission}); the recorded fill stays as it was: compare with the "
+            "account (tradeforge reconcile)"
+        )
+        _logger().warning("%s", message)
+        self.repository.log_event(
+            CORRECTION_EVENT, message, {"client_order_id": client_order_id, "recorded": earlier, "corrected": exec_id}
+        )
+
+
+CORRECTION_EVENT = "ib_execution_correction"
+
+
+def _revision(exec_id: str) -> tuple[str, int]:
+    """IB's execution id and its revision: a correction repeats the id with the last part raised (.01 -> .02)."""
+    base, _, revision = exec_id.rpartition(".")
+    return (base, int(revision)) if base and revision.isdigit() else (exec_id, 0)
+
+
+def _latest_revisions(fills: Any) -> dict[str, Any]:
+    """Each execution once: its latest revision, by execution id without the revision."""
+    latest: dict[str, Any] = {}
+    for fill in fills:
+        base, revision = _revision(fill.execution.execId)
+        if base not in latest or revision > _revision(latest[base].execution.execId)[1]:
+            latest[base] = fill
+    return latest
+
+
+def _by_exec_id(fills: list[Any]) -> dict[str, Any]:
+    """Each execution once, preferring the Fill that holds its commission report: ib_async answers
+    reqExecutions for an execution it knows with a new Fill whose report stays empty."""
+    found: dict[str, Any] = {}
+    for fill in fills:
+        exec_id = fill.execution.execId
+        if exec_id not in found or (_has_report(fill) and not _has_report(found[exec_id])):
+            found[exec_id] = fill
+    return found
+
+
+def _reports_pending(fills: list[Any]) -> bool:
+    return not all(_has_report(fill) for fill in _latest_revisions(_by_exec_id(fills).values()).values())
+
+
+def _has_report(fill: Any) -> bool:
+    report = fill.commissionReport
+    return report is not None and report.execId == fill.execution.execId and report.commission < _UNSET
 
 
 _DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
@@ -320,51 +419,39 @@ def _last_message(trade: Any) -> str:
     return _rejection(trade) or (messages[-1] if messages else "no reason given")
 
 
-def _raw(trade: Any) -> dict[str, Any] | None:
+def _raw(trade: Any, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What IB last said of the order, and when it ended it (`ended_ms`, the first time seen): the live
+    broker tells the strategy of a cancel only at the candle after it, on every re-read alike."""
     if trade is None:
-        return None
+        return stored
     status = trade.orderStatus
-    return {
+    raw: dict[str, Any] = {
         "status": status.status,
         "filled": status.filled,
         "permId": trade.order.permId,
         "orderId": trade.order.orderId,
     }
+    ended = (stored or {}).get("ended_ms")
+    if ended is None and status.status in _DONE:
+        times = [entry.time for entry in trade.log if entry.status in _DONE and entry.time is not None]
+        ended = _ms(times[0]) if times else None
+    if ended is not None:
+        raw["ended_ms"] = ended
+    return raw
+
+
+def _ms(time: dt.datetime) -> int:
+    aware = time if time.tzinfo is not None else time.replace(tzinfo=dt.UTC)
+    return round(aware.timestamp() * 1000)
 
 
 # --- restart reconciliation ------------------------------------------------------------------------------
 
 
-def reconcile(venue: IbkrVenue, tolerance: Decimal = Decimal(0)) -> ReconcileReport:
-    """Bring the database in line with IB before the first new order (DESIGN protocol step 3): every
-    unfinished order re-read by orderRef (fills while the bot was down recorded once, an intent that
-    never reached IB marked lost), IB's open orders sorted into ours and foreign (left alone), and the
-    positions the recorded fills add up to compared with IB's."""
-    repository = venue.repository
-    report = ReconcileReport(tolerance=tolerance)
-    for order in repository.orders():
-        if order.status not in TERMINAL_ORDER_STATUSES:
-            report.updated.append(venue.sync(order.symbol, order.client_order_id))
-    known = {o.client_order_id for o in repository.orders()}
-    for symbol in venue.contracts:
-        for open_order in venue.open_orders(symbol):
-            client_id = open_order.client_order_id
-            if client_id in known:
-                continue
-            if client_id.startswith(f"{repository.prefix}-"):
-                report.unknown_ours.append(client_id)
-            else:
-                report.foreign.append(client_id)
-    report.positions = _positions(venue, repository)
-    return report
-
-
-def _positions(venue: IbkrVenue, repository: Repository) -> list[PositionCheck]:
-    side_of = {o.id: o.side for o in repository.orders()}
-    held: dict[str, Decimal] = {}
-    for fill in repository.fills():
-        if fill.symbol in venue.contracts:
-            signed = fill.amount if side_of[fill.order_id] == "buy" else -fill.amount
-            held[fill.symbol] = held.get(fill.symbol, Decimal(0)) + signed
-    holdings = venue.holdings()
-    return [PositionCheck(name, _dec(amount), holdings.get(name, Decimal(0))) for name, amount in sorted(held.items())]
+def reconcile(venue: IbkrVenue, tolerance: Decimal = DEFAULT_TOLERANCE) -> ReconcileReport:
+    """Bring the database in line with IB before the first new order (DESIGN protocol step 3), the same
+    way as on any venue (brokers/reconcile.py): every unfinished order re-read by orderRef (fills while
+    the bot was down recorded once, an intent that never reached IB marked lost), IB's open orders
+    sorted into ours (adopted) and foreign (left alone), and the positions the recorded fills add up to
+    compared with IB's, plus the offsets a person accepted."""
+    return reconcile_venue(venue, list(venue.contracts), tolerance)

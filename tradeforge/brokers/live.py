@@ -15,8 +15,9 @@ One code path for trading and for re-reading history after a restart (engine/jou
   read, so a re-read sizes its orders exactly as the first run did. Balances are for reconciliation.
 - Emulated (see README "Live trading"): stops and stop-limits on markets without `STOP_LOSS`,
   trailing stops always, and every member of an OCO group but the first one the venue holds (a spot
-  balance can back one resting order only). The broker watches closed candles and sends a market
-  order when one crosses the level; the fill comes at the market after that candle closed.
+  balance can back one resting order only) unless the venue holds the group itself (IB's OCA
+  groups). The broker watches closed candles and sends a market order when one crosses the level;
+  the fill comes at the market after that candle closed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import backtrader as bt
 
 from tradeforge.brokers.orders import OrderRefused
 from tradeforge.brokers.paper import OrderJournal, money
-from tradeforge.brokers.venue import OrderState
+from tradeforge.brokers.venue import OrderState, Settlement
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, OrderStatus
 from tradeforge.persistence.repository import OrderIntent, Repository
 from tradeforge.resilience.errors import Fatal, Temporary
@@ -47,9 +48,13 @@ def _logger() -> logging.Logger:
 
 
 class OrderVenue(Protocol):
-    """The part of `Venue` (brokers/venue.py) the broker uses: placing, syncing and canceling."""
+    """The part of `Venue` (brokers/venue.py) the broker uses: placing, syncing, canceling, and how a
+    fill moves cash and position."""
 
     repository: Repository
+    holds_oco_groups: bool
+
+    def settlement(self, symbol: str) -> Settlement: ...
 
     def check(self, intent: OrderIntent, reference_price: Decimal) -> OrderIntent: ...
 
@@ -205,7 +210,7 @@ class LiveBroker(bt.BrokerBase):
         if kind == "trailing" or (
             kind in ("stop", "stop_limit", "limit")
             and order.info.get("role") == "protective"
-            and (any(m.client_order_id for m in group if m is not tracked) or not self._venue_holds(tracked, kind))
+            and (self._partner_rests(tracked) or not self._venue_holds(tracked, kind))
         ):
             self._emulate(tracked, kind)
             return order
@@ -247,6 +252,11 @@ class LiveBroker(bt.BrokerBase):
 
     def _venue_holds(self, tracked: _Tracked, kind: str) -> bool:
         return self.venue.supports(tracked.symbol, kind)
+
+    def _partner_rests(self, tracked: _Tracked) -> bool:
+        """Does another member of its OCO group rest on a venue that cannot hold the group together?"""
+        sent = any(m.client_order_id for m in tracked.group if m is not tracked)
+        return sent and not self.venue.holds_oco_groups
 
     def _emulate(self, tracked: _Tracked, kind: str) -> None:
         order = tracked.order
@@ -406,7 +416,7 @@ class LiveBroker(bt.BrokerBase):
         for i, fill in enumerate(due):
             last = final and i == len(due) - 1 and stored.status == OrderStatus.FILLED
             self._execute(tracked, fill, last)
-        if due and not tracked.done:
+        if due:
             for other in self._partners(tracked):  # a fill of one cancels the rest of its OCO group
                 self._cancel(other)
         if not final or tracked.done:
@@ -434,15 +444,15 @@ class LiveBroker(bt.BrokerBase):
         data = order.data
         buy = order.isbuy()
         amount, price, fee = float(fill.amount), float(fill.price), float(fill.fee)
-        quote = tracked.symbol.split("/")[1] if "/" in tracked.symbol else None
-        in_quote = fill.fee_currency is None or fill.fee_currency == quote
-        commission = fee if in_quote else 0.0  # a fee paid in a third asset (BNB) is not cash here
+        settlement = self.venue.settlement(tracked.symbol)
+        in_cash = settlement.fee_in_cash(fill.fee_currency)
+        commission = fee if in_cash else 0.0  # a fee paid in a third asset (BNB) is not cash here
         size = amount
         cash_flow = -amount * price if buy else amount * price - commission
-        if buy and quote is not None and in_quote and price:
-            size -= fee / price  # the venue took a buy's fee from the asset bought (stored valued in quote)
+        if buy and settlement.fee_from_asset_bought and in_cash and price:
+            size -= fee / price  # the venue took a buy's fee from the asset bought (stored valued in cash)
         elif buy:
-            cash_flow -= commission
+            cash_flow -= commission  # charged in cash (IB): the shares bought are all held
         size = size if buy else -size
         position = self.getposition(data)
         closing = order.info.get("role") in ("exit", "protective")
@@ -536,9 +546,10 @@ def _reason(stored: Any) -> str:
 
 
 def _ended_ns(raw: dict[str, Any] | None) -> int | None:
-    """When the venue ended an order (its own clock), from the stored payload (Binance: updateTime)."""
+    """When the venue ended an order (its own clock), from the stored payload (Binance: updateTime;
+    IB: ended_ms, from its trade log)."""
     raw = raw or {}
-    stamp = raw.get("updateTime") or raw.get("transactTime")
+    stamp = raw.get("ended_ms") or raw.get("updateTime") or raw.get("transactTime")
     return int(stamp) * 1_000_000 if stamp is not None else None
 
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import Select, Table, bindparam, func, select
 
-from tradeforge.brokers.venue import OrderState, VenueOrder
+from tradeforge.brokers.venue import OrderState, Settlement, VenueOrder
 from tradeforge.persistence.adoption import AdoptedOrder, NotAdoptable, adopt_order
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, Fill, Order, OrderStatus, Trade, TradeStatus
 from tradeforge.persistence.repository import Repository
@@ -84,6 +84,8 @@ class Venue(Protocol):
 
     def holdings(self) -> dict[str, Decimal]: ...
 
+    def settlement(self, symbol: str) -> Settlement: ...
+
 
 @dataclass(frozen=True)
 class PositionCheck:
@@ -131,7 +133,7 @@ class ReconcileReport:
             f"reconciled {len(self.updated)} unfinished orders; adopted {len(self.adopted)}; "
             f"{len(self.foreign)} foreign open orders left alone; {self.healed_fills} missed fills recorded"
         ]
-        lines += [f"  {s.client_order_id}: {s.status.value}, filled {s.filled}" for s in self.updated]
+        lines += [f"  {s.client_order_id}: {s.status.value}, filled {plain(s.filled)}" for s in self.updated]
         lines += [
             f"  adopted {a.client_order_id} ({a.role}) into {'new ' if a.new_trade else ''}trade {a.trade_id}"
             for a in self.adopted
@@ -144,8 +146,8 @@ class ReconcileReport:
         for p in self.mismatches:
             offset = f" with the accepted offset {_signed(p.offset)}" if p.offset else ""
             lines.append(
-                f"  {p.asset}: fills say {p.from_fills}{offset}, the account holds {p.balance} "
-                f"(short by {p.shortfall}, tolerance {self.tolerance}): trading stays stopped"
+                f"  {p.asset}: fills say {plain(p.from_fills)}{offset}, the account holds {plain(p.balance)} "
+                f"(short by {plain(p.shortfall)}, tolerance {plain(self.tolerance)}): trading stays stopped"
             )
         if not self.can_trade:
             lines.append(
@@ -278,15 +280,15 @@ def accepted_offsets(repository: Repository) -> tuple[dict[str, Decimal], str | 
 
 
 def positions(venue: Venue, symbols: list[str]) -> list[PositionCheck]:
-    """Per base asset of `symbols`: the position the recorded fills add up to, and the holding."""
+    """Per held asset of `symbols` (Binance: the base asset; IB: the contract): the position the
+    recorded fills add up to (with the venue's fee rule), and the holding."""
     held: dict[str, Decimal] = {}
+    settlements = {symbol: venue.settlement(symbol) for symbol in symbols}
     for symbol, side, amount, price, fee, fee_currency in _rows(venue.repository, _FILLS_OF, {"symbols": symbols}):
-        base, _, quote = symbol.partition("/")
-        signed = amount if side == "buy" else -amount
-        if side == "buy" and quote and fee_currency == quote and price:
-            # A buy's fee taken in the base asset is stored valued in quote (brokers/ccxt.py `_fill`).
-            signed -= fee / price
-        held[base] = held.get(base, Decimal(0)) + signed
+        settlement = settlements[symbol]
+        held[settlement.asset] = held.get(settlement.asset, Decimal(0)) + settlement.held(
+            side, amount, price, fee, fee_currency
+        )
     holdings = venue.holdings()
     return [PositionCheck(asset, amount, holdings.get(asset, Decimal(0))) for asset, amount in sorted(held.items())]
 

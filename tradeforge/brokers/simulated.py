@@ -7,12 +7,13 @@ exactly 0.0, so `next` skips them (and, with no order in flight, goes straight t
 portfolio); when either could matter it runs Backtrader's code unchanged.
 Order matching, cash and value are Backtrader's own, so results are identical (tests prove it).
 A restart from a snapshot holding positions puts them and their resting orders back as they were
-(`restore_positions`, `restore_resting`).
+(`restore_positions`, `restore_order`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import backtrader as bt
@@ -21,6 +22,11 @@ from backtrader.position import Position
 
 
 class SimulatedBroker(BackBroker):
+    def __init__(self) -> None:
+        super().__init__()
+        # Called at the start of each bar's matching, once the feeds are on the bar (a split due on it).
+        self.before_matching: list[Callable[[], object]] = []
+
     def start(self) -> None:
         super().start()
         self._position_pass_needed: bool | None = None
@@ -32,6 +38,8 @@ class SimulatedBroker(BackBroker):
         return self._position_pass_needed
 
     def next(self) -> None:
+        for hook in self.before_matching:
+            hook()
         if self._needs_position_pass():
             return super().next()
         if not (self.pending or self.submitted or self._toactivate or self._userhist):
@@ -61,6 +69,28 @@ class SimulatedBroker(BackBroker):
                 elif order.status == order.Completed:
                     self._bracketize(order)
         self._get_value()
+
+    def apply_split(self, data: Any, ratio: float) -> list[Any]:
+        """A stock split, at the first candle on the new basis before it is matched: the position's size
+        times `ratio` and its price divided by it (cash and value unchanged), and every order still in
+        flight on `data` (resting stops, limits, trailing stops, an entry not filled yet) converted the
+        same way, as a broker adjusts open orders. Fractional shares are kept (paper trading). Returns
+        the orders converted."""
+        position = self.positions[data]
+        position.size *= ratio
+        position.price /= ratio
+        position.price_orig = position.price
+        position.adjbase = position.adjbase / ratio if position.adjbase else position.adjbase
+        orders: dict[int, Any] = {}  # by ref: an order may be in two queues, and is converted once
+        for order in (*self.pending, *self.submitted, *self._toactivate):
+            if order is not None and order.data is data:
+                orders[order.ref] = order
+        for order in orders.values():
+            for record in (order, order.created, order.executed):
+                _scale(record, ("size", "remsize"), ratio)
+                _scale(record, ("price", "pricelimit", "pclose", "trailamount"), 1 / ratio, divide=ratio)
+            order._limitoffset /= ratio
+        return list(orders.values())
 
     # --- restarts from a snapshot (engine/restart.py) -------------------------------------------
 
@@ -92,3 +122,11 @@ class SimulatedBroker(BackBroker):
             self.pending.append(order)
         else:
             self.submitted.append(order)
+
+
+def _scale(record: Any, names: tuple[str, ...], factor: float, divide: float | None = None) -> None:
+    """Multiply (or, with `divide`, divide) the numeric attributes of an order's record that are set."""
+    for name in names:
+        value = getattr(record, name, None)
+        if isinstance(value, int | float) and value:
+            setattr(record, name, value / divide if divide is not None else value * factor)

@@ -40,10 +40,41 @@ class VenueOrder:
     venue_order_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """How one symbol's fills move the account: the holding a buy adds to, the currency that pays for it,
+    and where a buy's fee goes. Binance spot takes a buy's fee from the asset bought (stored valued in
+    the quote currency); IB charges commissions in cash and never reduces the shares bought."""
+
+    asset: str  # what the account holds after a buy (Binance: the base asset; IB: the contract's name)
+    currency: str  # what pays for it (Binance: the quote asset; IB: the contract's currency)
+    fee_from_asset_bought: bool
+
+    def fee_in_cash(self, fee_currency: str | None) -> bool:
+        """Is a fee in `fee_currency` this symbol's cash (a fee in a third asset, BNB, is not)?"""
+        return fee_currency is None or fee_currency == self.currency
+
+    def held(self, side: str, amount: Decimal, price: Decimal, fee: Decimal, fee_currency: str | None) -> Decimal:
+        """The signed change a fill makes to the holding of `asset`."""
+        if side != "buy":
+            return -amount
+        if self.fee_from_asset_bought and self.fee_in_cash(fee_currency) and price:
+            return amount - fee / price
+        return amount
+
+
 class Venue(Protocol):
     """One trading venue, writing every step to `repository`."""
 
     repository: Repository
+    # Can every exit of one trade rest on the venue at once, the venue canceling the rest when one
+    # fills (IB's OCA groups)? If not (a spot balance backs one resting order), the broker emulates
+    # all but the first.
+    holds_oco_groups: bool
+
+    def settlement(self, symbol: str) -> Settlement:
+        """Which holding and currency the symbol's fills move, and the venue's fee rule."""
+        ...
 
     def check(self, intent: OrderIntent, reference_price: Decimal) -> OrderIntent:
         """The intent rounded to the venue's precision; raises `OrderRefused` (before anything is

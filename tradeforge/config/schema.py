@@ -211,6 +211,9 @@ class IbkrConfig(StrictModel):
         description="API port: 7497 TWS paper, 7496 TWS live, 4002 Gateway paper, 4001 Gateway live",
     )
     client_id: int = Field(1, ge=0, le=2**31 - 1, description="API client id, unique per connection to TWS/Gateway")
+    live_confirmed: bool = Field(
+        False, description="must be true for mode: live on IBKR (real orders on the logged-in account)"
+    )
     account: str | None = Field(None, description="account code (DU... for paper); default: the login's only account")
     contracts: dict[str, IbkrContractConfig] = Field(
         default_factory=dict,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from tradeforge.brokers.ibkr import IbkrVenue
 from tradeforge.config.schema import BotConfig
 from tradeforge.feeds.ibkr import BAR_SIZES, IbkrFeed
 from tradeforge.feeds.store import CandleStore, StagedHistory
-from tradeforge.resilience.errors import ConfigError, Problem
+from tradeforge.persistence.repository import Repository
+from tradeforge.resilience.errors import ConfigError, Fatal, Problem
 from tradeforge.resilience.ibkr import IbConnection, IbFactory, ResolvedContract
 
 STORE_FOLDER = "ibkr"
@@ -116,3 +118,30 @@ def disconnect(feeds: list[IbkrFeed]) -> None:
     """End the run's API connection (shared by its feeds)."""
     for connection in {id(f.connection): f.connection for f in feeds}.values():
         connection.disconnect()
+
+
+def venue_over(feeds: Sequence[object], repository: Repository) -> IbkrVenue:
+    """The live broker's IB venue on the feeds' own API connection and contracts: one client id per
+    run, and every IB call on the thread that runs ib_async's event loop (the one Backtrader runs on)."""
+    ib_feeds = [f for f in feeds if isinstance(f, IbkrFeed)]
+    if not ib_feeds:
+        raise Fatal("mode: live on IBKR needs the IB feeds (data.source: ibkr)")
+    return IbkrVenue(ib_feeds[0].connection, repository, {f.symbol: f.resolved for f in ib_feeds})
+
+
+def account_of(connection: IbConnection) -> str:
+    """The account orders go to: ibkr.account, or the login's only one."""
+    if connection.config.account:
+        return connection.config.account
+    accounts = list(connection.ib.managedAccounts())
+    if len(accounts) != 1:
+        raise ConfigError(
+            [
+                Problem(
+                    "ibkr.account",
+                    f"the login at {connection.address} manages {len(accounts)} accounts ({', '.join(accounts)}): "
+                    "name the one to trade",
+                )
+            ]
+        )
+    return str(accounts[0])

@@ -1,7 +1,8 @@
 """`mode: live`: what run_bot needs beyond a paper bot. Refuse a config that is not explicitly
 confirmed or has no keys, print the LIVE banner, fix the bot's starting capital once, build the
-live broker over the exchange, and reconcile with the exchange (DESIGN protocol step 3) after the
-history re-read and before the first live decision, stopping with the way out when it must.
+live broker over the venue (Binance through ccxt, IBKR through TWS/Gateway), and reconcile with it
+(DESIGN protocol step 3) after the history re-read and before the first live decision, stopping
+with the way out when it must.
 """
 
 from __future__ import annotations
@@ -10,17 +11,25 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from tradeforge.brokers.ccxt import LookupPolicy, OrderGateway
 from tradeforge.brokers.live import JournalWithReplay, LiveBroker, OrderVenue
-from tradeforge.brokers.reconcile import reconcile
+from tradeforge.brokers.reconcile import DEFAULT_TOLERANCE, reconcile
+from tradeforge.brokers.reconcile import Venue as ReconcilableVenue
+from tradeforge.brokers.venue import Venue
 from tradeforge.config.schema import BotConfig
+from tradeforge.engine.feeds import BotFeeds
 from tradeforge.feeds.polled import PolledFeed
 from tradeforge.feeds.timeframes import timeframe_seconds
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES
 from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.errors import ConfigError, Fatal, Problem
 from tradeforge.resilience.exchange import ExchangeClient, load_credentials, require_credentials
+
+if TYPE_CHECKING:  # ib_async loads only for an IBKR bot
+    from tradeforge.brokers.ibkr import IbkrVenue
+    from tradeforge.resilience.ibkr import IbConnection
 
 CAPITAL_EVENT = "live_capital"  # the starting capital, fixed at the first live start
 MISSED_EVENT = "missed_candles"  # candles that closed while the bot was down: no entries on them
@@ -58,7 +67,11 @@ def _at(ns: int) -> dt.datetime:
 
 
 def check_live(config: BotConfig) -> None:
-    """A live config must say so explicitly, trade on an exchange feed, in one quote currency, with keys."""
+    """A live config must say so explicitly, trade on a venue's own feed (binance or ibkr), in one
+    quote currency, with keys (Binance; IB's authentication is the TWS/Gateway login)."""
+    if config.data.source == "ibkr":
+        _check_ibkr(config)
+        return
     problems = []
     if not config.exchange.live_confirmed:
         problems.append(
@@ -70,7 +83,7 @@ def check_live(config: BotConfig) -> None:
             )
         )
     if config.data.source != "binance":
-        problems.append(Problem("data.source", "mode: live trades on the exchange's own candles; use binance"))
+        problems.append(Problem("data.source", "mode: live trades on the venue's own candles; use binance or ibkr"))
     quotes = {symbol.split("/")[-1] for symbol in config.data.symbols}
     if len(quotes) > 1:
         problems.append(
@@ -81,39 +94,88 @@ def check_live(config: BotConfig) -> None:
     require_credentials(config.exchange, load_credentials(config.exchange))
 
 
-def banner(config: BotConfig, client: ExchangeClient, capital: Decimal, quote: str) -> str:
+def _check_ibkr(config: BotConfig) -> None:
+    problems = []
+    if not config.ibkr.live_confirmed:
+        problems.append(
+            Problem(
+                "ibkr.live_confirmed",
+                "mode: live places real orders on the account TWS/IB Gateway is logged in to; set "
+                "ibkr.live_confirmed: true to confirm (or use mode: paper)",
+                False,
+            )
+        )
+    currencies = {config.ibkr.contract_for(symbol).currency for symbol in config.data.symbols}
+    if len(currencies) > 1:
+        problems.append(
+            Problem("ibkr.contracts", "a live bot trades contracts of one currency", ", ".join(sorted(currencies)))
+        )
+    if problems:
+        raise ConfigError(problems)
+
+
+def cash_currency(config: BotConfig) -> str:
+    """The one currency a live bot's cash is in (check_live made sure there is one)."""
+    if config.data.source == "ibkr":
+        return config.ibkr.contract_for(config.data.symbols[0]).currency
+    return config.data.symbols[0].split("/")[-1]
+
+
+def banner(config: BotConfig, where: str, capital: Decimal, quote: str) -> str:
     """What a person must see before real orders go out (no secret in it)."""
+    line = "=" * 72
+    return (
+        f"{line}\nLIVE TRADING on {where}\n"
+        f"bot {config.name}: {', '.join(config.data.symbols)} {config.data.timeframe}, "
+        f"capital {capital} {quote}\n{line}"
+    )
+
+
+def binance_where(config: BotConfig, client: ExchangeClient) -> str:
     exchange = config.exchange
     where = "TESTNET (sandbox)" if exchange.sandbox else "REAL MONEY"
     endpoint = f", endpoint {next(iter(exchange.urls.values()))}" if exchange.urls else ""
     balance = client.fetch_balance()
     account = (balance.get("info") or {}).get("uid")
     who = f"account {account}" if account is not None else f"key from {exchange.api_key_file or exchange.api_key_env}"
-    line = "=" * 72
-    return (
-        f"{line}\nLIVE TRADING on {exchange.name} - {where}{endpoint}\n"
-        f"bot {config.name}: {', '.join(config.data.symbols)} {config.data.timeframe}, {who}, "
-        f"capital {capital} {quote}\n{line}"
-    )
+    return f"{exchange.name} - {where}{endpoint}, {who}"
 
 
-def starting_capital(repository: Repository, client: ExchangeClient, wanted: float, quote: str) -> Decimal:
-    """`broker.cash`, capped by the quote balance at the bot's first live start, then stored: every
-    restart sizes its re-read orders from the same capital (a balance read now would diverge)."""
+_IB_PORTS = {7497: "TWS paper", 7496: "TWS live", 4002: "Gateway paper", 4001: "Gateway live"}
+
+
+def ibkr_where(connection: IbConnection) -> str:
+    """IB paper accounts are the normal way to try a live bot: say which account and port this is."""
+    from tradeforge.engine.ibkr import account_of
+
+    port = connection.config.port
+    usual = f" (usually {_IB_PORTS[port]})" if port in _IB_PORTS else ""
+    return f"IBKR - account {account_of(connection)} via TWS/IB Gateway at {connection.address}{usual}"
+
+
+def starting_capital(
+    repository: Repository, held: Callable[[], Decimal], wanted: float, quote: str, what: str = "free balance"
+) -> Decimal:
+    """`broker.cash`, capped by what the account holds in `quote` at the bot's first live start, then
+    stored: every restart sizes its re-read orders from the same capital (a balance read now would
+    diverge)."""
     stored = repository.events(CAPITAL_EVENT)
     if stored:
         return Decimal(str((stored[0].data or {})["cash"]))
-    balance = client.fetch_balance()
-    held = Decimal(str((balance.get(quote) or {}).get("free") or 0))
-    capital = min(Decimal(repr(float(wanted))), held)
+    balance = held()
+    capital = min(Decimal(repr(float(wanted))), balance)
     if capital <= 0:
-        raise Fatal(f"broker.cash: the account holds no {quote} to trade with (free balance {held})")
+        raise Fatal(f"broker.cash: the account holds no {quote} to trade with ({what} {balance})")
     repository.log_event(
         CAPITAL_EVENT,
-        f"starting capital {capital} {quote} (broker.cash {wanted}, free balance {held})",
+        f"starting capital {capital} {quote} (broker.cash {wanted}, {what} {balance})",
         {"cash": str(capital), "quote": quote},
     )
     return capital
+
+
+def binance_free(client: ExchangeClient, quote: str) -> Callable[[], Decimal]:
+    return lambda: Decimal(str((client.fetch_balance().get(quote) or {}).get("free") or 0))
 
 
 def lookup_policy(client: ExchangeClient) -> LookupPolicy:
@@ -125,40 +187,59 @@ def lookup_policy(client: ExchangeClient) -> LookupPolicy:
 def live_broker(
     config: BotConfig,
     config_hint: str,
-    client: ExchangeClient | None,
+    feeds: BotFeeds,
     repository: Repository,
     journal: JournalWithReplay,
     rereading: Callable[[int], bool],
     stop: threading.Event,
     say: Callable[[str], None],
 ) -> LiveBroker:
-    """The live broker, after the banner; it reconciles on its first live candle."""
-    if client is None:  # check_live refuses such a config first; never fall back to paper fills
-        raise Fatal("mode: live needs an exchange feed (data.source: binance)")
-    quote = config.data.symbols[0].split("/")[-1]
-    capital = starting_capital(repository, client, config.broker.cash, quote)
-    say(banner(config, client, capital, quote))
-    gateway = OrderGateway(client, repository, lookup=lookup_policy(client))
-    for symbol in config.data.symbols:
-        gateway.rules(symbol)  # an unknown symbol stops here, before any order
+    """The live broker over the bot's venue, after the banner; it reconciles on its first live candle."""
+    quote = cash_currency(config)
+    venue: Venue  # the whole protocol: the broker places through it, reconciliation reads it
+    if config.data.source == "ibkr":
+        from tradeforge.engine.ibkr import venue_over
+
+        ib_venue = venue_over(feeds.feeds, repository)
+        cash = ib_cash(ib_venue, quote)
+        capital = starting_capital(repository, cash, config.broker.cash, quote, "cash balance")
+        say(banner(config, ibkr_where(ib_venue.connection), capital, quote))
+        venue, symbols, tolerance = ib_venue, list(ib_venue.contracts), DEFAULT_TOLERANCE
+    elif feeds.client is not None:
+        client = feeds.client
+        capital = starting_capital(repository, binance_free(client, quote), config.broker.cash, quote)
+        say(banner(config, binance_where(config, client), capital, quote))
+        gateway = OrderGateway(client, repository, lookup=lookup_policy(client))
+        for symbol in config.data.symbols:
+            gateway.rules(symbol)  # an unknown symbol stops here, before any order
+        venue, symbols = gateway, list(config.data.symbols)
+        tolerance = Decimal(str(config.exchange.reconcile_tolerance))
+    else:  # check_live refuses such a config first; never fall back to paper fills
+        raise Fatal("mode: live needs a venue's feed (data.source: binance or ibkr)")
     broker = LiveBroker(
-        gateway,
+        venue,
         journal,
         cash=float(capital),
         timeframe_seconds=timeframe_seconds(config.data.timeframe),
         rereading=rereading,
-        before_live=lambda: reconcile_or_stop(gateway, config, config_hint, say),
+        before_live=lambda: reconcile_or_stop(venue, symbols, tolerance, config_hint, say),
         stop=stop,
     )
     broker.setcommission(commission=0.0)  # fees come from the fills
     return broker
 
 
-def reconcile_or_stop(gateway: OrderGateway, config: BotConfig, config_hint: str, say: Callable[[str], None]) -> None:
+def ib_cash(venue: IbkrVenue, currency: str) -> Callable[[], Decimal]:
+    """The account's cash balance in `currency` (IB's TotalCashBalance)."""
+    return lambda: venue.holdings().get(currency, Decimal(0))
+
+
+def reconcile_or_stop(
+    venue: ReconcilableVenue, symbols: list[str], tolerance: Decimal, config_hint: str, say: Callable[[str], None]
+) -> None:
     """Startup reconciliation (it logs its own `reconcile` events); when it says trading cannot start,
     stop with its explanation and the way out."""
-    tolerance = Decimal(str(config.exchange.reconcile_tolerance))
-    report = reconcile(gateway, list(config.data.symbols), tolerance)
+    report = reconcile(venue, symbols, tolerance)
     summary = report.summary()
     say(f"startup reconciliation: {summary}")
     if not report.can_trade:

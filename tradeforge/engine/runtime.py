@@ -37,6 +37,7 @@ from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
 from tradeforge.engine.restart import RestartPoint, Snapshots, restart_point, snapshots_supported
 from tradeforge.engine.results import BacktestResult
+from tradeforge.engine.splits import SplitHandler, watch_splits
 from tradeforge.engine.validation import validate
 from tradeforge.feeds.candles import to_ns
 from tradeforge.persistence.database import check_reachable, default_url, make_engine
@@ -287,7 +288,7 @@ def run_bot(
             cerebro.broker = live.live_broker(
                 config,
                 config_hint,
-                feeds.client,
+                feeds,
                 repository,
                 alerts.journal(journal, cerebro.datas),
                 lambda candle_ns: resume_after_ns is not None and candle_ns <= resume_after_ns,
@@ -302,6 +303,7 @@ def run_bot(
             control.paused = bool(restart.state["paused"])
         for feed in feeds.feeds:
             cerebro.adddata(feed)
+        watch_splits(feeds.feeds, cerebro.broker, SplitHandler(repository, persist, say))
         listener = BotListener(
             repository,
             journal,

@@ -14,6 +14,7 @@ from typing import Any
 from tradeforge.config.schema import BotConfig, YahooConfig
 from tradeforge.engine.exchange import Format, export_csv
 from tradeforge.feeds.sessions import ExtendedSessions, MarketSessions, calendar_code
+from tradeforge.feeds.splits import SplitLog
 from tradeforge.feeds.store import CandleStore, StagedHistory
 from tradeforge.feeds.yahoo import YahooClient, YahooFeed, YahooReport, check_request, download, store_folder
 from tradeforge.resilience.errors import Temporary
@@ -102,6 +103,7 @@ def yahoo_feeds(
             adjust=settings.adjust,
             prepost=settings.prepost,
             on_closed=staged.keep,
+            splits=SplitLog.beside(store, folder, symbol, data.timeframe),
             poll_interval=settings.poll_interval,
             grace=settings.grace,
             stop=stop,

@@ -28,6 +28,7 @@ import pybreaker
 from tradeforge.feeds.candles import VALUE_COLUMNS, Candles, to_ns
 from tradeforge.feeds.polled import PolledFeed
 from tradeforge.feeds.sessions import MarketSessions
+from tradeforge.feeds.splits import Split, SplitLog, rebase_lines
 from tradeforge.feeds.store import CandleStore
 from tradeforge.feeds.timeframes import timeframe_seconds
 from tradeforge.resilience.errors import ConfigError, DataError, Problem, Temporary
@@ -343,11 +344,7 @@ def adjusted(chart: Chart, adjust: Adjust) -> Candles:
     ratio); `all` scales open/high/low/close by adjclose/close, as yfinance's auto_adjust does."""
     values = {k: v.copy() for k, v in chart.values.items()}
     if adjust == "none":
-        for at, ratio in chart.splits:
-            before = chart.stamps < at
-            for name in ("open", "high", "low", "close"):
-                values[name][before] *= ratio
-            values["volume"][before] /= ratio
+        _undo_splits(chart.stamps, values, chart.splits)
     elif adjust == "all":
         if chart.adjclose is None:
             raise DataError(f"Yahoo served no adjclose for {chart.symbol} {chart.timeframe}; use adjust: splits")
@@ -356,6 +353,15 @@ def adjusted(chart: Chart, adjust: Adjust) -> Candles:
             values[name] *= factor
     timeframe = _TIMEFRAME_OF_INTERVAL.get(chart.timeframe, chart.timeframe)
     return Candles(chart.symbol, timeframe, chart.stamps, **values, source=f"yahoo {chart.symbol}")
+
+
+def _undo_splits(stamps: np.ndarray, values: dict[str, np.ndarray], splits: Sequence[tuple[int, float]]) -> None:
+    """Prices and volumes before each split back on the basis they traded on (in place)."""
+    for at, ratio in splits:
+        before = stamps < at
+        for name in ("open", "high", "low", "close"):
+            values[name][before] *= ratio
+        values["volume"][before] /= ratio
 
 
 def as_timeframe(candles: Candles, timeframe: str) -> Candles:
@@ -574,7 +580,13 @@ class YahooFeed(PolledFeed):
     plus Yahoo's data delay plus `grace` has passed on `clock`. Between closes the feed sleeps; while the
     market is closed (nights, weekends, holidays, after an early close) it makes no request and wakes
     for the first candle of the next session. Every new candle goes to `on_closed` (the runtime appends
-    it to the bot's own candle history) before Backtrader sees it, as with the Binance feed."""
+    it to the bot's own candle history) before Backtrader sees it, as with the Binance feed.
+
+    A split Yahoo reports after the last candle the bot holds goes to `splits` (stored beside the
+    history) before the candles that follow it. When Backtrader receives the first candle on the new
+    basis (live, or re-read after a restart), the earlier candles of its lines are re-based (unless
+    `adjust: none`: candles as traded) and the split is due (`due_split`): the runtime converts the
+    position and orders when that candle is the feed's current one, before the broker matches it."""
 
     def __init__(
         self,
@@ -591,8 +603,11 @@ class YahooFeed(PolledFeed):
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         sleep: Callable[[float], object] | None = None,
         max_sleep: float = 900.0,
+        splits: SplitLog | None = None,
     ) -> None:
         super().__init__(history, _rows(history), stop)
+        self.splits = splits or SplitLog()
+        self._due: tuple[float, Split] | None = None  # (Backtrader date of its candle, the split)
         self.client = client
         self.symbol = history.symbol
         self.timeframe = history.timeframe
@@ -641,8 +656,16 @@ class YahooFeed(PolledFeed):
         chart, requests = fetch(self.client, self.symbol, self.spec, since, now, self.prepost)
         self.requests += requests
         self.delay = chart.delay
-        candles = as_timeframe(adjusted(chart, self.adjust), self.timeframe)
         last_ns = to_ns(self._last_open) if self._last_open is not None else None
+        candles = adjusted(chart, self.adjust)
+        unseen = [(at, ratio) for at, ratio in chart.splits if last_ns is not None and at > last_ns]
+        if unseen and self.adjust != "none":
+            # Yahoo serves every candle on today's basis; until the bot reaches the split, it keeps the basis
+            # of the candles it holds (the split is applied when it gets there, see _delivered_row).
+            values = {name: getattr(candles, name).copy() for name in VALUE_COLUMNS}
+            _undo_splits(candles.timestamp, values, unseen)
+            candles = Candles(candles.symbol, candles.timeframe, candles.timestamp, **values, source=candles.source)
+        candles = as_timeframe(candles, self.timeframe)
         fresh = [
             i
             for i, ns in enumerate(candles.timestamp)
@@ -653,10 +676,38 @@ class YahooFeed(PolledFeed):
         if not fresh:
             return 0
         page = candles._take(np.array(fresh))
+        if last_ns is not None:
+            self._note_splits(chart, page, last_ns)
         self.on_closed(page)
         self._pending.extend(_rows(page))
         self._last_open = page.end
         return len(page)
+
+    def _note_splits(self, chart: Chart, page: Candles, last_ns: int) -> None:
+        """Store the splits that take effect after the bot's last candle, at the first candle of `page` on
+        the new basis (a split whose first such candle is not closed yet is noted when it is)."""
+        for at, ratio in chart.splits:
+            if at <= last_ns:
+                continue  # the candles the bot holds were served on this basis already
+            after = page.timestamp[page.timestamp >= at]
+            if not len(after):
+                continue
+            self.splits.add(Split(int(after[0]), ratio))
+
+    def _delivered_row(self, row: tuple[float, ...]) -> None:
+        for split in self.splits.splits:
+            if split.candle_ns == int(row[0]):
+                if self.adjust != "none":
+                    rebase_lines(self.lines, split.ratio)
+                self._due = (float(self.lines.datetime[0]), split)
+
+    def due_split(self) -> Split | None:
+        """The split whose first candle is the feed's current one, once (None otherwise). With several
+        symbols, Backtrader may load a candle a step before it makes it current (it waits for the others)."""
+        if self._due is None or self.lines.datetime[0] != self._due[0]:
+            return None
+        split, self._due = self._due[1], None
+        return split
 
     def _poll(self) -> None:
         """Sleep until the next candle is due (no request while the market is closed), then fetch it and

@@ -170,6 +170,9 @@ class Order(Base):
     role: Mapped[str] = mapped_column(String(16))  # entry | exit | protective
     reason: Mapped[str | None] = mapped_column(String(32))
     amount: Mapped[Decimal] = mapped_column(MONEY)
+    # The amount as first asked for, when a stock split converted `amount` while the order rested (null
+    # otherwise): a restarted bot's replay asks for it again as it was asked for then.
+    intent_amount: Mapped[Decimal | None] = mapped_column(MONEY)
     price: Mapped[Decimal | None] = mapped_column(MONEY)
     stop_price: Mapped[Decimal | None] = mapped_column(MONEY)
     status: Mapped[OrderStatus] = mapped_column(_enum(OrderStatus), default=OrderStatus.PENDING_SUBMIT)
@@ -199,6 +202,24 @@ class Fill(Base):
     fee_currency: Mapped[str | None] = mapped_column(String(16))
     time: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     order: Mapped[Order] = relationship(back_populates="fills")
+
+
+class Split(Base):
+    """A stock split applied to a running bot at the first candle on the new basis: its position (in the
+    trade `trade_id`, none when flat) went from `position_before` to `position_after`, its resting orders'
+    amounts were converted with it. Fills before `time` are on the old basis: trades are derived with it."""
+
+    __tablename__ = "splits"
+    __table_args__ = (UniqueConstraint("bot_id", "symbol", "time"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bot_id: Mapped[int] = mapped_column(ForeignKey("bot_instances.id", ondelete="CASCADE"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    time: Mapped[dt.datetime] = mapped_column(UtcDateTime)  # open time of the first candle on the new basis
+    ratio: Mapped[Decimal] = mapped_column(MONEY)  # new shares per old share (4 for a 4:1 split)
+    trade_id: Mapped[int | None] = mapped_column(ForeignKey("trades.id", ondelete="SET NULL"), index=True)
+    position_before: Mapped[Decimal] = mapped_column(MONEY)
+    position_after: Mapped[Decimal] = mapped_column(MONEY)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
 class EquitySnapshot(Base):

@@ -18,10 +18,10 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -45,6 +45,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from tradeforge.persistence.models import (
     TERMINAL_ORDER_STATUSES,
@@ -55,6 +56,7 @@ from tradeforge.persistence.models import (
     Fill,
     Order,
     OrderStatus,
+    Split,
     StrategySnapshot,
     Trade,
     TradeStatus,
@@ -249,7 +251,7 @@ _EQUITY_EXISTS = select(_EQUITY.c.id).where(
 
 # integrity_problems reads a whole history: money as stored (Decimal() of it is what the column type
 # would do, at a tenth of the cost per value), everything else as is; the arithmetic is Python's.
-def _stored(column: Column[Any]) -> Any:
+def _stored(column: ColumnElement[Any]) -> Any:
     return type_coerce(column, String())
 
 
@@ -296,7 +298,7 @@ _STORED_ORDERS = (
         _ORDERS.c.side,
         _ORDERS.c.type,
         _ORDERS.c.role,
-        _stored(_ORDERS.c.amount),
+        _stored(func.coalesce(_ORDERS.c.intent_amount, _ORDERS.c.amount)),  # as asked for, before any split
         _ORDERS.c.status,
     )
     .where(
@@ -320,9 +322,15 @@ _CLOSED_TRADES_NOT_FLAT = (
     )
     .order_by(_TRADES.c.id)
 )
+_SPLITS = cast(Table, Split.__table__)
+_BOT_SPLITS = (
+    select(_SPLITS.c.trade_id, _SPLITS.c.time, _SPLITS.c.ratio, _SPLITS.c.position_before, _SPLITS.c.position_after)
+    .where(_SPLITS.c.bot_id == bindparam("bot_id"), _SPLITS.c.trade_id.is_not(None))
+    .order_by(_SPLITS.c.time, _SPLITS.c.id)
+)
 # trade_records: every fill of the bot's trades with its order's side, in order-then-fill order.
 _BOT_TRADE_FILLS = (
-    select(_ORDERS.c.trade_id, _ORDERS.c.side, _FILLS.c.amount)
+    select(_ORDERS.c.trade_id, _ORDERS.c.side, _FILLS.c.amount, _FILLS.c.time)
     .select_from(_ORDERS.join(_FILLS, _FILLS.c.order_id == _ORDERS.c.id))
     .where(_ORDERS.c.trade_id.in_(select(_TRADES.c.id).where(_TRADES.c.bot_id == bindparam("bot_id"))))
     .order_by(_ORDERS.c.id, _FILLS.c.id)
@@ -372,6 +380,7 @@ class Repository:
         self._upserts = _upserts(engine.dialect.name)
         self._statements = Statements(engine.dialect)
         self._held = threading.local()  # this thread's _Kept connection
+        self._trade_splits: dict[int, list[SplitBasis]] | None = None  # read once, then kept up to date
 
     @classmethod
     def attach(cls, engine: Engine, name: str, config_hash: str, mode: str, clock: Clock = utc_now) -> Repository:
@@ -648,6 +657,9 @@ class Repository:
         """Store an execution once (idempotent by venue trade id), update the order and re-derive
         its trade from all of the trade's fills. Returns False for a fill already recorded."""
         with self._writing() as cursor:
+            if self._trade_splits is None:  # read in this transaction: a fill is one commit
+                self._trade_splits = _by_trade(cursor.read(_BOT_SPLITS, {"bot_id": self.bot_id}))
+            splits = self._trade_splits
             rows = cursor.read(
                 _ORDER_FOR_FILL,
                 {"bot_id": self.bot_id, "client_order_id": client_order_id, "venue_trade_id": fill.venue_trade_id},
@@ -676,7 +688,8 @@ class Repository:
                 this_order = next(row for row in rows if row[9] == order_id)
                 added = (order_id, fill_id, *this_order[10:13], fill.amount, fill.price, fill.fee, fill.time)
                 fills = [entry[2:] for entry in sorted([*stored, added], key=lambda entry: (entry[0], entry[1]))]
-                cursor.write(_UPDATE_TRADE, {"row_id": trade_id, **_derive_trade(trade_side, fills)})
+                derived = _derive_trade(trade_side, fills, splits.get(trade_id, ()))
+                cursor.write(_UPDATE_TRADE, {"row_id": trade_id, **derived})
             self._event(
                 cursor,
                 "fill",
@@ -705,6 +718,100 @@ class Repository:
             },
         )
         return int(inserted[0][0]) if inserted else None
+
+    def record_split(
+        self,
+        symbol: str,
+        time: dt.datetime,
+        ratio: Decimal,
+        position_after: Decimal,
+        converted_orders: dict[str, Decimal],
+    ) -> bool:
+        """A stock split applied at the candle opened at `time`: the split row and a `split` event, the
+        resting orders' amounts as the broker converted them (`converted_orders`: client order id -> new
+        amount; the amount first asked for is kept in `intent_amount`, their prices divided by `ratio`), and
+        the open trade re-derived on the new basis. Idempotent: a restart replaying the split changes
+        nothing (False)."""
+        known = self._splits_by_trade()
+        with self._tx() as session:
+            stored = session.scalar(select(Split).where(*_this_split(self.bot_id, symbol, time)))
+            if stored is not None:
+                if (stored.ratio, stored.position_after) != (ratio, position_after):
+                    raise IntegrityProblem(
+                        f"the {symbol} split at {time:%Y-%m-%d %H:%M} was recorded as {stored.ratio.normalize():f}:1 "
+                        f"with a position of {stored.position_after.normalize():f} after it; replayed, it is "
+                        f"{ratio.normalize():f}:1 with {position_after.normalize():f}: the candles or the strategy "
+                        "changed"
+                    )
+                return False
+            trade = session.scalar(
+                select(Trade).where(
+                    Trade.bot_id == self.bot_id,
+                    Trade.symbol == symbol,
+                    Trade.status == TradeStatus.OPEN,
+                    _nonzero(_TRADES.c.amount),
+                )
+            )
+            before = abs(trade.amount) if trade is not None else _ZERO
+            now = self.clock()
+            split = Split(
+                bot_id=self.bot_id,
+                symbol=symbol,
+                time=time,
+                ratio=ratio,
+                trade_id=trade.id if trade is not None else None,
+                position_before=before,
+                position_after=position_after,
+                recorded_at=now,
+            )
+            session.add(split)
+            orders = session.scalars(
+                select(Order).where(Order.bot_id == self.bot_id, Order.client_order_id.in_(list(converted_orders)))
+            ).all()
+            for order in orders:
+                if order.intent_amount is None:
+                    order.intent_amount = order.amount
+                order.amount = converted_orders[order.client_order_id]
+                order.price = _divided(order.price, ratio)
+                order.stop_price = _divided(order.stop_price, ratio)
+                order.updated_at = now
+            session.flush()
+            if trade is not None:
+                basis = SplitBasis(time, ratio, before, position_after)
+                fills = [
+                    (o.side, o.reason, o.role, f.amount, f.price, f.fee, f.time)
+                    for o in sorted(trade.orders, key=lambda o: o.id)
+                    for f in o.fills
+                ]
+                for key, value in _derive_trade(trade.side, fills, [*known.get(trade.id, []), basis]).items():
+                    setattr(trade, key, value)
+            data = {
+                "symbol": symbol,
+                "candle": time.isoformat(),
+                "ratio": str(ratio),
+                "trade_id": trade.id if trade is not None else None,
+                "position_before": str(before),
+                "position_after": str(position_after),
+                "orders": sorted(converted_orders),
+            }
+            message = (
+                f"{symbol} split {ratio}:1 at the {time:%Y-%m-%d %H:%M} candle: position {before} -> {position_after}"
+                f", {len(orders)} resting orders converted"
+            )
+            session.add(Event(bot_id=self.bot_id, time=now, kind="split", message=message, data=data))
+        if trade is not None:
+            known.setdefault(trade.id, []).append(basis)
+        return True
+
+    def splits(self) -> list[Split]:
+        """The stock splits applied to this bot, oldest first."""
+        return self._all(select(Split).where(Split.bot_id == self.bot_id).order_by(Split.time, Split.id))
+
+    def _splits_by_trade(self) -> dict[int, list[SplitBasis]]:
+        if self._trade_splits is None:
+            with self._transaction() as connection:
+                self._trade_splits = _by_trade(connection.execute(_BOT_SPLITS, {"bot_id": self.bot_id}).all())
+        return self._trade_splits
 
     def update_trade_state(self, trade_id: int, state: dict[str, Any]) -> None:
         """What exits need to keep working after a restart: stop and trailing levels, entry bar."""
@@ -826,9 +933,14 @@ class Repository:
             fills = connection.execute(_BOT_TRADE_FILLS, {"bot_id": self.bot_id}).all()
         entry_sides = {trade.id: "buy" if trade.side == "long" else "sell" for trade in trades}
         sizes: dict[int, Decimal] = {}
-        for trade_id, side, amount in fills:  # summed in order-then-fill order, as the ORM summed them
+        splits = self._splits_by_trade()
+        for trade_id, side, amount, time in fills:  # summed in order-then-fill order, as the ORM summed them
             if entry_sides.get(trade_id) == side:
+                amount = _on_current_basis(amount, time, splits.get(trade_id, ()))
                 sizes[trade_id] = sizes.get(trade_id, Decimal(0)) + amount
+        for trade_id, trade_splits in splits.items():
+            if trade_id in sizes:
+                sizes[trade_id] += _split_corrections(trade_splits)
         records = []
         for trade in trades:
             size = sizes.get(trade.id, Decimal(0))
@@ -946,13 +1058,66 @@ def _filled_order(
     return changes
 
 
+class SplitBasis(NamedTuple):
+    """A split an open trade went through: fills before `time` are on the old basis."""
+
+    time: dt.datetime
+    ratio: Decimal
+    before: Decimal  # the position just before, on the old basis
+    after: Decimal  # the position just after, as the broker converted it
+
+
+_WIDE = Context(prec=60)
+_PRICE_SCALE = Decimal("1e-18")
+
+
+def _this_split(bot_id: int, symbol: str, time: dt.datetime) -> tuple[Any, ...]:
+    return (Split.bot_id == bot_id, Split.symbol == symbol, Split.time == time)
+
+
+def _by_trade(rows: Iterable[Any]) -> dict[int, list[SplitBasis]]:
+    """_BOT_SPLITS rows as each trade's splits, oldest first."""
+    found: dict[int, list[SplitBasis]] = {}
+    for trade_id, time, ratio, before, after in rows:
+        found.setdefault(trade_id, []).append(SplitBasis(time, Decimal(ratio), Decimal(before), Decimal(after)))
+    return found
+
+
+def _divided(price: Decimal | None, ratio: Decimal) -> Decimal | None:
+    return None if price is None else _WIDE.divide(price, ratio).quantize(_PRICE_SCALE, context=_WIDE)
+
+
+def _on_current_basis(amount: Decimal, time: dt.datetime, splits: Iterable[SplitBasis]) -> Decimal:
+    """A fill's amount in shares of today: times the ratio of every split after it."""
+    for split in splits:
+        if time < split.time:
+            amount = _WIDE.multiply(amount, split.ratio)
+    return amount
+
+
+def _split_corrections(splits: Sequence[SplitBasis]) -> Decimal:
+    """What the broker's conversion of the position differs from the old position times the ratio by
+    (fractions of a share a float size rounds away), on today's basis: added to the entered amount so that
+    the trade's position is exactly the broker's."""
+    total = _ZERO
+    for i, split in enumerate(splits):
+        correction = split.after - _WIDE.multiply(split.before, split.ratio)
+        for later in splits[i + 1 :]:
+            correction = _WIDE.multiply(correction, later.ratio)
+        total += correction
+    return total
+
+
 def _derive_trade(
-    side: str, fills: Iterable[tuple[str, str | None, str, Decimal, Decimal, Decimal, dt.datetime]]
+    side: str,
+    fills: Iterable[tuple[str, str | None, str, Decimal, Decimal, Decimal, dt.datetime]],
+    splits: Sequence[SplitBasis] = (),
 ) -> dict[str, Any]:
     """Position, prices, fees, PnL, times and status of a trade recomputed from all its fills (never
     incrementally), so fills healed late or out of order give the same trade as fills in order: the
     trade columns to set, given (order side, reason, role, amount, price, fee, time) per fill, in
-    order-then-fill order."""
+    order-then-fill order. A fill before a split the trade went through counts in today's shares (its
+    value, amount times price, is what it was): entry and exit prices are on today's basis."""
     entry_side = "buy" if side == "long" else "sell"
     entered = Decimal(0)
     entry_value = Decimal(0)
@@ -965,14 +1130,19 @@ def _derive_trade(
     for order_side, reason, role, amount, price, fee, time in fills:
         fees += fee
         last_fill = time if last_fill is None else max(last_fill, time)
+        value = amount * price
+        if splits:
+            amount = _on_current_basis(amount, time, splits)
         if order_side == entry_side:
             entered += amount
-            entry_value += amount * price
+            entry_value += value
             first_entry = time if first_entry is None else min(first_entry, time)
         else:
             exited += amount
-            exit_value += amount * price
+            exit_value += value
             closing_reason = reason or role
+    if splits and entered:
+        entered += _split_corrections(splits)
     position = entered - exited
     changes: dict[str, Any] = {
         "amount": position,

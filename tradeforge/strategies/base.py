@@ -423,6 +423,20 @@ class Strategy(bt.Strategy, metaclass=ComposedMeta):
         if listener is not None and hasattr(listener, hook):
             getattr(listener, hook)(self, *args)
 
+    # --- stock splits (Yahoo paper bots; engine/splits.py) ---------------------------------------
+
+    def apply_split(self, data: Any, ratio: float) -> None:
+        """A stock split converted the broker's position on `data` (size times `ratio`, price divided by
+        it): the book's size and entry price, and Backtrader's open trade (so the closed trade's entry
+        price and PnL come out on the new basis), follow."""
+        book = self._book_of[id(data)]
+        book.size *= ratio
+        book.entry_price /= ratio
+        for trade in self._trades[data][0]:
+            if trade.isopen:
+                trade.size *= ratio
+                trade.price /= ratio
+
     # --- snapshots: restart from a quiet candle instead of from the first one ------------------
 
     def is_quiet(self) -> bool:
@@ -675,9 +689,9 @@ def _order_state(order: bt.Order | None, queued: dict[int, tuple[str, int]]) -> 
         "buy": order.isbuy(),
         "exectype": order.exectype,
         "size": abs(order.size),
-        "price": order.p.price,
-        "trailamount": order.p.trailamount,
-        "trailpercent": order.p.trailpercent,
+        "price": order.price,  # not order.p: a split (apply_split) converts the order's own attributes
+        "trailamount": order.trailamount,
+        "trailpercent": order.trailpercent,
         "created": {
             "dt": created.dt,
             "price": created.price,

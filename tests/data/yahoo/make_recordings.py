@@ -278,6 +278,29 @@ def eurusd_hourly() -> None:
     (HERE / "EURUSD=X_1h.json").write_text(json.dumps(chart(m, stamps, q)))
 
 
+def aapl_split() -> None:
+    """AAPL daily, July to September 2020, with a 4:1 split on 2020-08-31 (Apple's real one; the prices are
+    ORCL's from June 2014 on, times 2.5, so that the sma_cross(2, 4) bot of the tests holds a position
+    through the split). Served as Yahoo serves it after the split: every price on the new basis; the fake
+    serves the older prices as traded while its clock is before the split."""
+    import exchange_calendars as xc
+
+    data = rows("yahoo_ORCL_1d.csv")
+    first = next(i for i, r in enumerate(data) if r["timestamp"].startswith("2014-06-24"))
+    days = [d.date() for d in xc.get_calendar("XNYS").sessions_in_range("2020-07-01", "2020-09-30")]
+    split_day = dt.date(2020, 8, 31)
+    stamps, q = [], {"open": [], "high": [], "low": [], "close": [], "volume": []}
+    for day, r in zip(days, data[first : first + len(days)], strict=True):
+        stamps.append(int(dt.datetime.combine(day, dt.time(9, 30), NY).timestamp()))
+        for k in ("open", "high", "low", "close"):
+            q[k].append(round(num(r[k]) * 2.5, 6))
+        q["volume"].append(int(float(r["volume"])) * 4)
+    split_at = int(dt.datetime.combine(split_day, dt.time(9, 30), NY).timestamp())
+    events = {"splits": {str(split_at): {"date": split_at, "numerator": 4.0, "denominator": 1.0, "splitRatio": "4:1"}}}
+    m = meta("AAPL", "America/New_York", -14400, "1d", "NMS")
+    (HERE / "AAPL_1d.json").write_text(json.dumps(chart(m, stamps, q, list(q["close"]), events)))
+
+
 if __name__ == "__main__":
     orcl()
     foreign_daily()
@@ -286,3 +309,4 @@ if __name__ == "__main__":
     msft_minutes_prepost()
     orcl_weekly()
     eurusd_hourly()
+    aapl_split()

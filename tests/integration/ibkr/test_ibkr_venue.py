@@ -11,7 +11,7 @@ import pytest
 from fakes.ib import FakeIB
 from fakes.ib_support import intent, place
 
-from tradeforge.brokers.ibkr import IbkrVenue
+from tradeforge.brokers.ibkr import CORRECTION_EVENT, IbkrVenue
 from tradeforge.brokers.orders import OrderRefused
 from tradeforge.persistence.models import OrderStatus
 from tradeforge.persistence.repository import Repository
@@ -167,3 +167,74 @@ def test_open_orders_lists_ours_by_order_ref_and_foreign_ones_by_perm_id(fake: F
     listed = {o.client_order_id: o for o in venue.open_orders("AAPL")}
     assert set(listed) == {client_id, f"ib-{foreign.permId}"}
     assert listed[client_id].price == Decimal(50) and listed[client_id].type == "limit"
+
+
+def test_an_execution_whose_commission_report_comes_late_is_recorded_once_when_it_arrives(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay = 3600  # sent below
+    client_id = place(venue, intent())
+    fake.sleep(2)
+    waiting = venue.sync("AAPL", client_id)
+    assert fake.trades()[0].orderStatus.status == "Filled"  # IB is done with it ...
+    assert waiting.status == OrderStatus.OPEN and not repository.fills()  # ... but not final here without its fee
+    fake.send_commission_reports()
+    final = venue.sync("AAPL", client_id)
+    venue.sync("AAPL", client_id)
+    assert final.status == OrderStatus.FILLED and final.new_fills == 1
+    [fill] = repository.fills()
+    assert (fill.amount, fill.fee, fill.fee_currency) == (Decimal(100), Decimal(1), "USD")
+
+
+def test_a_correction_before_the_execution_was_recorded_is_recorded_instead_of_it(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay = 3600  # sent below
+    client_id = place(venue, intent())
+    fake.sleep(2)
+    [original] = fake.executions()
+    corrected = fake.correct_execution(original.execution.execId, original.execution.price + 0.01, 1.25)
+    venue.sync("AAPL", client_id)
+    fake.send_commission_reports()  # the original's report, late: it changes nothing now
+    state = venue.sync("AAPL", client_id)
+    [fill] = repository.fills()
+    assert state.status == OrderStatus.FILLED and fill.venue_trade_id == corrected.execution.execId
+    assert corrected.execution.execId.endswith(".02") and original.execution.execId.endswith(".01")
+    assert (fill.price, fill.fee) == (Decimal(str(corrected.execution.price)), Decimal("1.25"))
+
+
+def test_a_correction_of_a_recorded_execution_is_never_counted_twice_and_is_reported_once(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    client_id = place(venue, intent())
+    venue.sync("AAPL", client_id)
+    [original] = fake.executions()
+    corrected = fake.correct_execution(original.execution.execId, original.execution.price + 0.01, 1.25)
+    venue.sync("AAPL", client_id)
+    state = venue.sync("AAPL", client_id)
+    [fill] = repository.fills()
+    assert state.status == OrderStatus.FILLED and fill.venue_trade_id == original.execution.execId
+    [event] = repository.events(CORRECTION_EVENT)
+    assert f"IB corrected execution {original.execution.execId} as {corrected.execution.execId}" in event.message
+    assert "commission 1.25 USD" in event.message
+
+
+def test_a_cancel_after_a_partial_fill_waits_for_its_commission_report_before_it_is_final(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay, fake.partial_fill = 3, 30
+    client_id = place(venue, intent())
+    state = venue.cancel("AAPL", client_id)
+    assert state.status == OrderStatus.CANCELED and state.filled == Decimal(30)
+    [fill] = repository.fills()
+    assert (fill.amount, fill.fee) == (Decimal(30), Decimal(1))
+
+
+def test_a_sync_waits_briefly_for_a_commission_report_that_is_on_its_way(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay = 2  # well within ibkr.order_timeout
+    client_id = place(venue, intent())
+    assert repository.order(client_id).status == OrderStatus.OPEN  # executed, its report not in yet
+    state = venue.sync("AAPL", client_id)
+    assert state.status == OrderStatus.FILLED and [f.fee for f in repository.fills()] == [Decimal(1)]

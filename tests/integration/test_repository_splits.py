@@ -1,0 +1,83 @@
+"""The trade repository through a stock split (SQLite and PostgreSQL): the split's record converts the
+resting orders as the broker did, the trade is derived on the new basis, an exit of the converted size
+closes it exactly, `db check` finds nothing, and a restart replaying the split changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine
+
+from tradeforge.persistence import migrate
+from tradeforge.persistence.models import OrderStatus, TradeStatus
+from tradeforge.persistence.repository import FillReport, IntegrityProblem, OrderIntent, Repository
+
+UTC = dt.UTC
+BOUGHT, SPLIT, SOLD = (dt.datetime(2020, 8, day, tzinfo=UTC) for day in (20, 31, 31))
+SOLD = SOLD.replace(hour=1)
+# A float size from Backtrader: 4 x it as a float is 1.2000000000000002, 4 x it as a decimal 1.20000000000000016.
+BEFORE, AFTER = Decimal("0.30000000000000004"), Decimal(repr(0.30000000000000004 * 4))
+
+
+@pytest.fixture
+def repo(db_engine: Engine) -> Repository:
+    migrate.upgrade(db_engine)
+    return Repository.attach(db_engine, "split-bot", "hash", "paper")
+
+
+def holding_with_a_stop(repo: Repository) -> tuple[int, str]:
+    """A long AAPL position bought at 400 with its stop at 200: (trade id, the stop's client order id)."""
+    entry = repo.record_intent(OrderIntent(None, "AAPL", "buy", "market", "entry", BEFORE))
+    repo.record_fill(entry.client_order_id, FillReport("f1", BEFORE, Decimal(400), BOUGHT, fee=Decimal("0.1")))
+    stop = repo.record_intent(
+        OrderIntent(entry.trade_id, "AAPL", "sell", "stop", "protective", BEFORE, stop_price=Decimal(200))
+    )
+    repo.mark_order(stop.client_order_id, OrderStatus.OPEN)
+    return entry.trade_id, stop.client_order_id
+
+
+def test_an_exit_of_the_converted_size_closes_the_trade_with_the_right_pnl(repo: Repository) -> None:
+    trade_id, stop = holding_with_a_stop(repo)
+    assert repo.record_split("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+
+    (trade,) = repo.trades()
+    assert (trade.amount, trade.status) == (AFTER, TradeStatus.OPEN)
+    assert abs(trade.entry_price - 100) < Decimal("1e-14")  # what was paid over the shares held now
+    converted = repo.order(stop)
+    assert converted is not None
+    assert (converted.amount, converted.intent_amount, converted.stop_price) == (AFTER, BEFORE, Decimal(50))
+    # A restarted bot's replay asks for the stop as it asked for it before the split.
+    assert [o.amount for o in repo.stored_orders() if o.client_order_id == stop] == [BEFORE]
+
+    repo.record_fill(stop, FillReport("f2", AFTER, Decimal(90), SOLD, fee=Decimal("0.1")))
+    (trade,) = repo.trades()
+    assert (trade.amount, trade.status, trade.exit_price) == (0, TradeStatus.CLOSED, Decimal(90))
+    assert trade.pnl == AFTER * 90 - BEFORE * 400 - Decimal("0.2")
+    assert repo.integrity_problems() == []
+    (record,) = repo.trade_records()
+    assert record["size"] == float(AFTER) and record["entry_price"] == pytest.approx(100.0, rel=1e-15)
+
+    (split,) = repo.splits()
+    assert (split.trade_id, split.position_before, split.position_after) == (trade_id, BEFORE, AFTER)
+    (event,) = repo.events("split")
+    assert event.data is not None and event.data["orders"] == [stop]
+
+
+def test_a_replayed_split_changes_nothing_and_a_different_one_is_refused(repo: Repository) -> None:
+    _, stop = holding_with_a_stop(repo)
+    assert repo.record_split("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+    assert not repo.record_split("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+    converted = repo.order(stop)
+    assert converted is not None and (converted.amount, converted.intent_amount) == (AFTER, BEFORE)
+    assert len(repo.events("split")) == 1
+    with pytest.raises(IntegrityProblem, match="recorded as 4:1"):
+        repo.record_split("AAPL", SPLIT, Decimal(4), AFTER * 2, {stop: AFTER * 2})
+
+
+def test_a_split_while_flat_converts_nothing(repo: Repository) -> None:
+    assert repo.record_split("AAPL", SPLIT, Decimal(4), Decimal(0), {})
+    (split,) = repo.splits()
+    assert (split.trade_id, split.position_before, split.position_after) == (None, 0, 0)
+    assert repo.trades() == [] and repo.integrity_problems() == []

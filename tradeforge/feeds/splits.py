@@ -1,0 +1,83 @@
+"""Stock splits a running bot went through, kept next to its own candle history.
+
+A bot's stored candles are what it received: those before a split on the old basis, those after on the new
+one. The split itself is stored beside them (`<symbol>_<timeframe>.splits.json`), as the open time of the
+first candle on the new basis and the ratio, so that a restart re-reading the history applies it at the same
+candle in the same way (engine/splits.py). Written before the candles that follow it: a crash in between
+leaves a split whose candle is fetched again, never a candle without its split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradeforge.feeds.store import CandleStore
+from tradeforge.resilience.errors import DataError
+
+
+@dataclass(frozen=True, order=True)
+class Split:
+    """`ratio` new shares per old one (4.0 for 4:1), from the candle opened at `candle_ns` on."""
+
+    candle_ns: int
+    ratio: float
+
+
+class SplitLog:
+    """The splits of one symbol's candle file, oldest first (in memory only without a `path`)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.splits: list[Split] = self._read()
+
+    @classmethod
+    def beside(cls, store: CandleStore, folder: str, symbol: str, timeframe: str) -> SplitLog:
+        """The splits stored next to a candle file of `store`."""
+        candles = store.path_for(folder, symbol, timeframe)
+        return cls(candles.with_name(candles.name.removesuffix(".parquet") + ".splits.json"))
+
+    def _read(self) -> list[Split]:
+        if self.path is None or not self.path.is_file():
+            return []
+        try:
+            rows = json.loads(self.path.read_text())
+            return sorted(Split(int(row["candle_ns"]), float(row["ratio"])) for row in rows)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{self.path}: cannot read the stored splits: {exc}") from exc
+
+    def add(self, split: Split) -> None:
+        """Store one more split (atomically: the old file stays whole until the new one replaces it)."""
+        if split in self.splits:
+            return
+        self.splits = sorted([*self.splits, split])
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump([{"candle_ns": s.candle_ns, "ratio": s.ratio} for s in self.splits], out)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def rebase_lines(lines: Any, ratio: float) -> None:
+    """Backtrader lines of a feed re-based at a split, the current candle (already on the new basis)
+    excepted: earlier prices divided by `ratio`, volumes multiplied by it, so that indicators read a
+    continuous history instead of a crash."""
+    for name in ("open", "high", "low", "close"):
+        view = np.frombuffer(getattr(lines, name).array, dtype=np.float64)
+        view[:-1] /= ratio
+        del view  # the buffer may grow again only once no view holds it
+    view = np.frombuffer(lines.volume.array, dtype=np.float64)
+    view[:-1] *= ratio
+    del view
