@@ -99,11 +99,12 @@ def build_feeds(
     yahoo: Mapping[str, Any] | None = None,
     ibkr: Mapping[str, Any] | None = None,
     restart: RestartPoint | None = None,
+    replay_candles: list[Candles] | None = None,
 ) -> BotFeeds:
     """Replay feeds for `data.source: replay` (from what a `restart` snapshot needs), live exchange
     feeds for `data.source: binance`, Yahoo's delayed candles for `data.source: yahoo` (`yahoo` passes
     a client, clock and sleep to its feeds), IB's bars for `data.source: ibkr` (`ibkr` passes an IB
-    factory and a clock)."""
+    factory and a clock). `replay_candles`: a replay's candles when the caller has read them already."""
     if config.data.source == "binance":
         return _live_feeds(config, stop, say, client)
     if config.data.source == "yahoo":
@@ -121,7 +122,7 @@ def build_feeds(
             config.ibkr.warmup_candles,
             close=lambda: disconnect(bars),
         )
-    candles = load_candles(config)
+    candles = replay_candles if replay_candles is not None else load_candles(config)
     if restart is not None:
         candles = restart.first_rows(candles)
     speed = None if config.data.speed == "max" else float(config.data.speed)

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -32,6 +33,7 @@ from tradeforge.config.schema import BotConfig
 from tradeforge.engine.alerts import BotAlerts
 from tradeforge.engine.backtest import collect_result, configure_broker
 from tradeforge.engine.control import BotControl
+from tradeforge.engine.data import load_candles
 from tradeforge.engine.feeds import BotFeeds, build_feeds, checked_client
 from tradeforge.engine.journal import Divergence, RepositoryJournal
 from tradeforge.engine.outage import Persist
@@ -39,7 +41,7 @@ from tradeforge.engine.restart import RestartPoint, Snapshots, restart_point, sn
 from tradeforge.engine.results import BacktestResult
 from tradeforge.engine.splits import SplitHandler, watch_splits
 from tradeforge.engine.validation import validate
-from tradeforge.feeds.candles import to_ns
+from tradeforge.feeds.candles import Candles, to_ns
 from tradeforge.persistence.database import check_reachable, default_url, make_engine
 from tradeforge.persistence.migrate import ensure_current
 from tradeforge.persistence.models import OrderStatus
@@ -227,7 +229,7 @@ def run_bot(
     resolved = validate(config)
     client = checked_client(config)  # symbols and timeframe on the exchange, before anything is written
     repository = open_repository(config, config_hint)
-    problems = repository.integrity_problems()
+    problems, replay_candles = checked_while_loading(repository, config)
     if problems:
         raise InconsistentState(
             problems,
@@ -274,6 +276,7 @@ def run_bot(
             ibkr=ibkr,
             client=client,
             restart=restart,
+            replay_candles=replay_candles,
         )
         alerts.watch_exchange(feeds.client, repository)
         if resume_after_ns is not None:
@@ -355,6 +358,16 @@ def run_bot(
         repository.close()
         alerts.stopped(status)
         alerts.close()
+
+
+def checked_while_loading(repository: Repository, config: BotConfig) -> tuple[list[Problem], list[Candles] | None]:
+    """The database's integrity problems, and a replay bot's candles read meanwhile. The check is the
+    database's own work over the bot's whole history (done without Python's GIL), so on a long
+    history its time hides behind the candle files' (a restart's cost, benchmarks/repository.py)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="integrity-check") as pool:
+        checked = pool.submit(repository.integrity_problems)
+        candles = load_candles(config) if config.data.source == "replay" else None
+        return checked.result(), candles
 
 
 def cancel_open_orders_on_exit(repository: Repository, persist: Persist, say: Callable[[str], None]) -> None:

@@ -269,7 +269,7 @@ def _parse_timestamps(col: pd.Series) -> np.ndarray:
     elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         parsed = pd.to_datetime(col, unit="ms", utc=True, errors="coerce")
     else:
-        parsed = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
+        parsed = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce", cache=False)  # distinct stamps
     return pd.DatetimeIndex(parsed).as_unit("ns").asi8.copy()
 
 
