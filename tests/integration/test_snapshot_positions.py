@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from candle_factory import START
+from restart_helpers import recorded, stop_after
 
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.journal import CRASH_AFTER_FILL_ENV
@@ -75,19 +76,6 @@ def bot(url: str, data_dir: Path) -> BotConfig:
     return BotConfig.model_validate(bot_document(url, data_dir))
 
 
-def recorded(url: str) -> dict[str, Any]:
-    repository = Repository.attach(make_engine(url), NAME, "", "paper")
-    return {
-        "trades": repository.trade_records(),
-        "orders": [
-            (o.client_order_id, o.side, o.type, o.role, o.amount, o.status, o.filled) for o in repository.orders()
-        ],
-        "fills": [(f.venue_trade_id, f.amount, f.price, f.fee, f.time) for f in repository.fills()],
-        "equity": [(s.time, s.equity, s.cash) for s in repository.equity()],
-        "recoveries": [e.data for e in repository.events("recovered")],
-    }
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("uninterrupted")
@@ -97,7 +85,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     repository = Repository.attach(make_engine(url), NAME, "", "paper")
     snapshot = repository.latest_snapshot()
     assert snapshot is not None and snapshot.state["version"] == SNAPSHOT_VERSION
-    return recorded(url)
+    return recorded(url, NAME)
 
 
 def test_the_bot_nearly_always_holds_positions_and_every_exit_fires(uninterrupted: dict[str, Any]) -> None:
@@ -125,22 +113,13 @@ def test_stopped_many_times_resumes_from_snapshots_with_open_positions_and_ends_
             break
     else:
         pytest.fail("the bot never reached the end of its candles")
-    got = recorded(db_url)
+    got = recorded(db_url, NAME)
     holding = [r for r in got["recoveries"] if r["snapshot"] is not None and r["snapshot_positions"] > 0]
     assert len(holding) >= 15, "restarts should have resumed from snapshots holding open positions"
     assert any(r["snapshot_positions"] >= 2 for r in holding), "some with several symbols open"
     assert any(r["snapshot_orders_in_flight"] for r in holding), "some with orders submitted on the snapshot's candle"
     for key in ("trades", "orders", "fills", "equity"):
         assert got[key] == uninterrupted[key], key
-
-
-def stop_after(repository: Repository, candles: int, stop: threading.Event) -> None:
-    """Set `stop` once the bot has recorded about `candles` new candles (or was stopped otherwise)."""
-    start = max(repository.cursors().values(), default=None)
-    while not stop.wait(0.005):
-        now = max(repository.cursors().values(), default=None)
-        if now is not None and (start is None or (now - start).total_seconds() >= candles * 3600):
-            stop.set()
 
 
 def test_a_snapshot_holds_positions_trades_and_resting_orders(tmp_path: Path) -> None:
@@ -215,7 +194,7 @@ def test_killed_right_after_a_protective_fill_then_restarted_from_a_snapshot_wit
         pytest.fail("no kill after a protective fill found a snapshot holding positions to resume from")
     finished = run(config)
     assert finished.returncode == 0, finished.stderr
-    got = recorded(url)
+    got = recorded(url, NAME)
     assert got["recoveries"][0]["snapshot_positions"] > 0
     for key in ("trades", "orders", "fills", "equity"):
         assert got[key] == uninterrupted[key], key

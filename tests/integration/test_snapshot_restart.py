@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from restart_helpers import recorded, stop_after
 
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.restart import snapshots_supported
@@ -57,26 +58,13 @@ def bot(url: str, data_dir: Path) -> BotConfig:
     )
 
 
-def recorded(url: str) -> dict[str, Any]:
-    repository = Repository.attach(make_engine(url), "snapshot-bot", "", "paper")
-    return {
-        "trades": repository.trade_records(),
-        "orders": [
-            (o.client_order_id, o.side, o.type, o.role, o.amount, o.status, o.filled) for o in repository.orders()
-        ],
-        "fills": [(f.venue_trade_id, f.amount, f.price, f.fee, f.time) for f in repository.fills()],
-        "equity": [(s.time, s.equity, s.cash) for s in repository.equity()],
-        "recoveries": [e.data for e in repository.events("recovered")],
-    }
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("uninterrupted")
     url = f"sqlite:///{root / 'tradeforge.sqlite'}"
     outcome = run_bot(bot(url, root), "bot.yaml", say=lambda _: None)
     assert not outcome.stopped_early
-    return recorded(url)
+    return recorded(url, "snapshot-bot")
 
 
 def test_stopped_many_times_and_restarted_from_snapshots_ends_exactly_as_left_alone(
@@ -97,22 +85,13 @@ def test_stopped_many_times_and_restarted_from_snapshots_ends_exactly_as_left_al
             break
     else:
         pytest.fail("the bot never reached the end of its candles")
-    got = recorded(db_url)
+    got = recorded(db_url, "snapshot-bot")
     from_snapshots = [r for r in got["recoveries"] if r["snapshot"] is not None]
     assert len(from_snapshots) >= 15, "restarts should have resumed from snapshots"
     assert any(r["adopted_orders"] > 0 for r in from_snapshots), "some resumed with orders to re-adopt"
     assert len(uninterrupted["trades"]) > 100
     for key in ("trades", "orders", "fills", "equity"):
         assert got[key] == uninterrupted[key], key
-
-
-def stop_after(repository: Repository, candles: int, stop: threading.Event) -> None:
-    """Set `stop` once the bot has recorded about `candles` new candles (or was stopped otherwise)."""
-    start = max(repository.cursors().values(), default=None)
-    while not stop.wait(0.01):
-        now = max(repository.cursors().values(), default=None)
-        if now is not None and (start is None or (now - start).total_seconds() >= candles * 3600):
-            stop.set()
 
 
 def test_a_restart_plays_candles_from_its_snapshot_on_with_the_window_before_it_read_at_once(tmp_path: Path) -> None:
