@@ -12,7 +12,8 @@
    never touched.
 4. Positions recomputed from the recorded fills are compared with the account's holdings, plus the
    offsets a person accepted with `tradeforge reconcile --accept-exchange-state` (an audited event;
-   history is never rewritten). A shortfall beyond the tolerance stops trading until a person decides.
+   history is never rewritten). A shortfall beyond the tolerance stops trading until a person decides
+   (for a short position, expected or held, any difference: a short bought back is not "other holdings").
 
 Each decision is a `reconcile` event; so is the summary, which the caller also alerts.
 Written against the Venue protocol (sync, open_orders, holdings), so any venue reconciles the same way.
@@ -101,8 +102,17 @@ class PositionCheck:
         return self.from_fills + self.offset
 
     @property
+    def short_side(self) -> bool:
+        """Is a short position involved (expected or held)? Then every difference is the bot's."""
+        return self.expected < 0 or self.balance < 0
+
+    @property
     def shortfall(self) -> Decimal:
-        """How much less the account holds than expected (more is not ours to judge: other holdings)."""
+        """How far the account is from what the bot expects. For a long, only how much less it holds
+        (more is not ours to judge: other holdings); once either side is short, any difference: a short
+        bought back (or a bigger one) would turn the bot's next order into a position it never meant."""
+        if self.short_side:
+            return abs(self.expected - self.balance)
         return max(Decimal(0), self.expected - self.balance)
 
 
@@ -147,7 +157,8 @@ class ReconcileReport:
             offset = f" with the accepted offset {_signed(p.offset)}" if p.offset else ""
             lines.append(
                 f"  {p.asset}: fills say {plain(p.from_fills)}{offset}, the account holds {plain(p.balance)} "
-                f"(short by {plain(p.shortfall)}, tolerance {plain(self.tolerance)}): trading stays stopped"
+                f"({'off' if p.short_side else 'short'} by {plain(p.shortfall)}, tolerance {plain(self.tolerance)}): "
+                "trading stays stopped"
             )
         if not self.can_trade:
             lines.append(

@@ -84,6 +84,14 @@ def check_live(config: BotConfig) -> None:
         )
     if config.data.source != "binance":
         problems.append(Problem("data.source", "mode: live trades on the venue's own candles; use binance or ibkr"))
+    if config.strategy.direction != "long":
+        problems.append(
+            Problem(
+                "strategy.direction",
+                "a live bot on Binance trades spot, which cannot hold a short position: use direction: long",
+                config.strategy.direction,
+            )
+        )
     quotes = {symbol.split("/")[-1] for symbol in config.data.symbols}
     if len(quotes) > 1:
         problems.append(

@@ -142,6 +142,17 @@ def test_live_mode_needs_explicit_confirmation(fake: FakeBinance, tmp_path: Path
         run_bot(config, "bot.yaml", stop=threading.Event(), say=lambda s: None)
 
 
+@pytest.mark.parametrize("direction", ["short", "both"])
+def test_live_mode_on_binance_spot_refuses_a_strategy_that_may_go_short(
+    fake: FakeBinance, tmp_path: Path, direction: str
+):
+    document = live_config(fake, tmp_path, "shorting").model_dump(mode="json", by_alias=True)
+    document["strategy"]["direction"] = direction
+    with pytest.raises(ConfigError, match=r"strategy\.direction.*cannot hold a short position") as refused:
+        run_bot(BotConfig.model_validate(document), "bot.yaml", stop=threading.Event(), say=lambda s: None)
+    assert direction in str(refused.value)
+
+
 def test_live_mode_without_keys_names_where_they_were_looked_for(
     fake: FakeBinance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -58,3 +58,37 @@ def test_a_position_ib_does_not_hold_stops_trading_until_a_person_decides(
     [mismatch] = report.mismatches
     assert (mismatch.asset, mismatch.from_fills, mismatch.balance) == ("AAPL", Decimal(10), Decimal(0))
     assert "AAPL: fills say 10, the account holds 0" in report.summary()
+
+
+def test_a_short_bought_back_while_the_bot_was_down_stops_trading(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    sold = place(venue, intent("sell", "10"))  # a short strategy's entry
+    venue.sync("AAPL", sold)
+    fake.add_foreign_order(venue.contracts["AAPL"].contract, "BUY", 10, 1_000)  # bought back by hand in TWS
+    fake.sleep(2)
+    report = reconcile(restarted_venue(fake, repository))
+    assert not report.can_trade
+    [mismatch] = report.mismatches
+    assert (mismatch.asset, mismatch.from_fills, mismatch.balance, mismatch.shortfall) == (
+        "AAPL",
+        Decimal(-10),
+        Decimal(0),
+        Decimal(10),
+    )
+    assert "AAPL: fills say -10, the account holds 0 (off by 10" in report.summary()
+
+
+def test_a_short_bigger_than_the_fills_say_stops_trading_and_an_exact_one_does_not(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    sold = place(venue, intent("sell", "10"))
+    venue.sync("AAPL", sold)
+    assert reconcile(restarted_venue(fake, repository)).can_trade  # the short IB holds is the bot's
+    fake.add_foreign_order(venue.contracts["AAPL"].contract, "SELL", 5, 1)  # sold short by hand: -15
+    fake.sleep(2)
+    report = reconcile(restarted_venue(fake, repository))
+    assert not report.can_trade
+    assert [(p.expected, p.balance, p.shortfall) for p in report.mismatches] == [
+        (Decimal(-10), Decimal(-15), Decimal(5))
+    ]
