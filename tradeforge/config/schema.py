@@ -244,6 +244,12 @@ class IbkrConfig(StrictModel):
     order_timeout: float = Field(
         10.0, gt=0, le=300, description="how long to wait for IB to acknowledge an order or confirm a cancel (s)"
     )
+    reconcile_tolerance: float = Field(
+        1e-8,
+        ge=0,
+        description="start-up reconciliation: the largest difference per contract (IB's position against what the "
+        "bot's fills say, in the contract's units; for a long only a shortfall counts) that still lets the bot trade",
+    )
 
     def contract_for(self, name: str) -> IbkrContractConfig:
         """The contract `data.symbols` means by `name`."""

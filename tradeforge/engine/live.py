@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from tradeforge.brokers.ccxt import LookupPolicy, OrderGateway
 from tradeforge.brokers.live import JournalWithReplay, LiveBroker, OrderVenue
-from tradeforge.brokers.reconcile import DEFAULT_TOLERANCE, reconcile
 from tradeforge.brokers.reconcile import Venue as ReconcilableVenue
+from tradeforge.brokers.reconcile import reconcile
 from tradeforge.brokers.venue import Venue
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.feeds import BotFeeds
@@ -212,7 +212,8 @@ def live_broker(
         cash = ib_cash(ib_venue, quote)
         capital = starting_capital(repository, cash, config.broker.cash, quote, "cash balance")
         say(banner(config, ibkr_where(ib_venue.connection), capital, quote))
-        venue, symbols, tolerance = ib_venue, list(ib_venue.contracts), DEFAULT_TOLERANCE
+        venue, symbols = ib_venue, list(ib_venue.contracts)
+        tolerance = Decimal(str(config.ibkr.reconcile_tolerance))
     elif feeds.client is not None:
         client = feeds.client
         capital = starting_capital(repository, binance_free(client, quote), config.broker.cash, quote)

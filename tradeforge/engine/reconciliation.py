@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradeforge.brokers.reconcile import DEFAULT_TOLERANCE, ReconcileReport, Venue, accept_exchange_state, reconcile
+from tradeforge.brokers.reconcile import ReconcileReport, Venue, accept_exchange_state, reconcile
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.runtime import open_repository
 from tradeforge.persistence.repository import Repository
@@ -76,7 +76,7 @@ def _reconcile_ibkr(
             config,
             config_hint,
             lambda repository: IbkrVenue(connection, repository, contracts),
-            DEFAULT_TOLERANCE,
+            Decimal(str(config.ibkr.reconcile_tolerance)),
             accept_exchange,
             by,
         )

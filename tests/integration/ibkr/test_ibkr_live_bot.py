@@ -19,17 +19,19 @@ from typing import Any
 
 import pytest
 from fakes.ib import FakeIB
-from fakes.ib_support import MINUTE, ORIGIN, make_fake
+from fakes.ib_support import MINUTE, ORIGIN, intent, make_fake, place
 
+from tradeforge.brokers.ibkr import IbkrVenue
 from tradeforge.brokers.reconcile import EVENT as RECONCILE_EVENT
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.live import CAPITAL_EVENT
 from tradeforge.engine.reconciliation import reconcile_bot
-from tradeforge.engine.runtime import RunOutcome, run_bot
+from tradeforge.engine.runtime import RunOutcome, open_repository, run_bot
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
 from tradeforge.persistence.repository import Repository
 from tradeforge.resilience.errors import ConfigError, Fatal
+from tradeforge.resilience.ibkr import IbConnection
 
 WARMUP = 40
 TRADEFORGE = str(Path(sys.executable).with_name("tradeforge"))
@@ -205,6 +207,33 @@ def test_reconcile_accepts_ibs_positions_after_shares_were_sold_by_hand(tmp_path
     assert accepted.can_trade and accepted.accepted_at is not None
     run_until(fake, config, fake.now + 10 * MINUTE)  # starts: reconciliation applies the accepted offset
     assert summaries(config)[-1]["can_trade"] is True
+
+
+def bought_before(fake: FakeIB, config: BotConfig, amount: str) -> None:
+    """The bot's history holds a market buy of `amount` AAPL, filled at IB (placed as the live broker does)."""
+    upgrade(make_engine(str(config.persistence.db_url)))
+    connection = IbConnection(config.ibkr, lambda: fake)
+    connection.connect()
+    venue = IbkrVenue(connection, open_repository(config, "bot.yaml"), {"AAPL": connection.resolve("AAPL")})
+    venue.sync("AAPL", place(venue, intent(amount=amount)))
+    connection.disconnect()
+
+
+def test_ibkr_reconcile_tolerance_lets_a_bot_trade_with_a_difference_within_it(tmp_path: Path, db_url: str):
+    fake = make_fake()
+    strict = live_config(tmp_path, db_url)
+    bought_before(fake, strict, "10")
+    fake.add_foreign_order(fake.contracts[0].contract, "SELL", 1, 1)  # one share sold by hand in TWS
+    fake.sleep(3)
+    assert not reconcile_bot(strict, "bot.yaml", ibkr_factory=lambda: fake).can_trade  # default: 1e-08
+
+    tolerant = live_config(tmp_path, db_url, reconcile_tolerance=1)
+    report = reconcile_bot(tolerant, "bot.yaml", ibkr_factory=lambda: fake)
+    assert report.can_trade and report.tolerance == 1 and report.positions[0].shortfall == 1
+    before = len(summaries(tolerant))
+    run_until(fake, tolerant, fake.now + 2 * MINUTE)  # the bot's own start-up reconciliation uses it too
+    [at_start] = summaries(tolerant)[before:]
+    assert at_start["can_trade"] is True and at_start["tolerance"] == "1"
 
 
 def test_live_on_ibkr_needs_its_own_confirmation_and_one_currency_but_no_keys(
