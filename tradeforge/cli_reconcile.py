@@ -42,7 +42,7 @@ def reconcile_command(
     config = load_config(configs)
     report = reconcile_bot(config, " --config ".join(str(c) for c in configs), accept_exchange=accept_exchange_state)
     render(report)
-    if accept_exchange_state and report.unknown_ours:
+    if accept_exchange_state and report.orders_need_a_person:
         out.print(
             "[yellow]the exchange state was not accepted: first cancel (or restore the database of) the orders "
             "above that need a person[/]"
@@ -67,6 +67,8 @@ def render(report: ReconcileReport) -> None:
         orders.add_row(escape(client_id), "foreign", "not this bot's: left alone")
     for client_id in report.unknown_ours:
         orders.add_row(client_id, "[red]needs a person[/]", escape(report.reasons[client_id]))
+    for client_id, reason in report.unrecorded.items():
+        orders.add_row(client_id, "[red]needs a person[/]", escape(reason))
     out.print(orders if orders.row_count else "no unfinished orders in the database, no open orders to sort")
     positions = Table(
         "asset", "from fills", "accepted offset", "account holds", "short by", "tolerance", title="positions"

@@ -124,6 +124,10 @@ class FakeIB:
         self._next_perm_id = 900_000_001
         self._next_req_id = 1
         self._executions = 0
+        # TWS lists the current day's executions only (new_day() starts one); withheld: revisions the client
+        # never sees again (a correction not re-sent to a later session).
+        self._day_started: dt.datetime | None = None
+        self._withheld: set[str] = set()
         # fault injection
         self.partial_fill: float | None = None
         self.drop_after_place = False
@@ -367,7 +371,8 @@ class FakeIB:
             clientId=server.order.clientId,
         )
         log = [TradeLogEntry(self.now, server.status, server.reject_reason or "")]
-        return Trade(copy.copy(server.contract), copy.copy(server.order), status, list(server.fills), log)
+        fills = [f for f in server.fills if f.execution.execId not in self._withheld]
+        return Trade(copy.copy(server.contract), copy.copy(server.order), status, fills, log)
 
     def placeOrder(self, contract: Contract, order: Order) -> Trade:
         self._require_connection()
@@ -556,8 +561,29 @@ class FakeIB:
         return [self._client_trade(s) for s in self._orders if not s.done and s.acknowledged]
 
     def reqCompletedOrders(self, apiOnly: bool) -> list[Trade]:
+        """As ib_async builds them from completedOrder messages: the status only (filled 0) and no fills;
+        how much was filled is the order's `filledQuantity`. (The fake keeps the status log, so that an
+        order's end time is known.)"""
         self._require_connection()
-        return [self._client_trade(s) for s in self._orders if s.done and (s.order.clientId or not apiOnly)]
+        completed = []
+        for server in self._orders:
+            if server.done and (server.order.clientId or not apiOnly):
+                trade = self._client_trade(server)
+                trade.order.filledQuantity = server.filled
+                trade.orderStatus = OrderStatus(orderId=server.order.orderId, status=server.status)
+                trade.fills = []
+                completed.append(trade)
+        return completed
+
+    def new_day(self) -> None:
+        """TWS's execution list starts over: reqExecutions no longer returns earlier executions."""
+        self._day_started = self.now
+
+    def withhold_execution(self, exec_id: str) -> None:
+        """This execution revision is never shown to the client again (a later session sees the others)."""
+        self._withheld.add(exec_id)
+        for trade in self._session.values():
+            trade.fills = [f for f in trade.fills if f.execution.execId != exec_id]
 
     def executions(self) -> list[Fill]:
         """Every execution TWS holds (for tests: no connection needed)."""
@@ -565,7 +591,11 @@ class FakeIB:
 
     def reqExecutions(self, execFilter: ExecutionFilter | None = None) -> list[Fill]:
         self._require_connection()
-        fills = self.executions()
+        fills = [
+            f
+            for f in self.executions()
+            if f.execution.execId not in self._withheld and (self._day_started is None or f.time >= self._day_started)
+        ]
         if execFilter is not None and execFilter.clientId:
             fills = [f for f in fills if f.execution.clientId == execFilter.clientId]
         # As ib_async answers: an execution the session already knows comes back as a new Fill with an empty

@@ -7,8 +7,12 @@
 3. Fills come from execution reports, recorded once each by `execId` (a correction, the same id with its
    revision raised, counts once), with the commission of their commission report, which a sync waits for
    briefly; an execution whose commission has not arrived yet is recorded on a later sync, and keeps its
-   order from being final until then.
-4. A cancel returns only once IB shows a terminal state.
+   order from being final until then. A stored fill is found by its execId without the revision, so
+   an older revision seen after a newer one was recorded is never a new fill.
+4. IB lists the current day's executions only: an order IB ended with more filled than is recorded and
+   no executions to record (filled while the bot was down on an earlier day) is never taken for
+   canceled; it stays `unknown` and reconciliation stops trading until a person brings the fills in.
+5. A cancel returns only once IB shows a terminal state.
 
 Exit orders of one trade that rest at IB (a stop and a target) share an OCA group, so IB itself
 cancels (or reduces) one when the other fills: the strategy's stop/target pair as an IB bracket.
@@ -294,15 +298,16 @@ class IbkrVenue:
         raw = _raw(trade, stored.raw)
         self.repository.mark_order(client_order_id, OrderStatus.OPEN, venue_order_id=venue_id, raw=raw)
         latest = _latest_revisions(executions.values())
-        corrected = any(_revision(f.execution.execId)[1] > 1 for f in latest.values())
-        recorded = self._recorded_revisions(stored.id) if corrected else {}
+        # Whatever revision this answer shows: one recorded first (.02) must not let an older one (.01) in.
+        recorded = self._recorded_revisions(stored.id) if latest else {}
         new = waiting = 0
         for base, fill in sorted(latest.items(), key=lambda item: item[1].execution.time):
             exec_id = fill.execution.execId
             earlier = recorded.get(base)
             if earlier is not None and earlier != exec_id:
-                self._correction(client_order_id, earlier, fill)
-                continue
+                if _revision(exec_id)[1] > _revision(earlier)[1]:
+                    self._correction(client_order_id, earlier, fill)
+                continue  # an older revision of a recorded execution: old news
             if not _has_report(fill):
                 waiting += 1  # its commission report has not arrived: recorded on a later sync
                 continue
@@ -312,10 +317,22 @@ class IbkrVenue:
         assert stored is not None
         filled = Decimal(stored.filled or 0)
         ib_status = trade.orderStatus.status if trade is not None else ""
+        unrecorded = None
         if filled >= stored.amount:
             status = OrderStatus.FILLED
         elif waiting:  # IB executed more than is recorded: not final until the commission reports are in
             status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
+        elif ib_status in _DONE and _ib_filled(trade, stored.amount) > filled:
+            # IB lists only the current day's executions: an order that filled while the bot was down
+            # on an earlier day cannot be recorded here, and must never pass for canceled.
+            status = OrderStatus.UNKNOWN
+            unrecorded = (
+                f"IB order {venue_id} is {ib_status} with {_dec(_ib_filled(trade, stored.amount))} filled, but "
+                f"the database holds {_dec(filled)} and IB does not list the executions (it lists the current "
+                "day's only): a person must record them from TWS's trade log or the account statement, or restore a "
+                "database backup that holds them; trading stays stopped until then"
+            )
+            _logger().warning("%s: %s", client_order_id, unrecorded)
         elif ib_status in _DONE:
             # ib_async shows a rejected new order as Cancelled with IB's error in the trade log
             refused = ib_status == "Inactive" or _rejection(trade) is not None
@@ -325,7 +342,7 @@ class IbkrVenue:
         self.repository.mark_order(client_order_id, status, venue_order_id=venue_id, raw=raw)
         if status == OrderStatus.REJECTED and raise_rejection:
             raise Rejected(f"{client_order_id}: IB rejected the order: {_last_message(trade)}")
-        return OrderState(client_order_id, status, filled, venue_id, new)
+        return OrderState(client_order_id, status, filled, venue_id, new, unrecorded)
 
     def _recorded_revisions(self, order_id: int) -> dict[str, str]:
         """The order's stored executions: IB's execution id without its revision -> the stored execId."""
@@ -393,6 +410,17 @@ def _has_report(fill: Any) -> bool:
 
 
 _DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
+def _ib_filled(trade: Any, amount: Decimal) -> Decimal:
+    """How much IB says the order filled: all of it once Filled; else its status's count, or (a completed
+    order read after a restart, whose status carries none) the order's filledQuantity."""
+    if trade.orderStatus.status == "Filled":
+        return amount
+    counts = [trade.orderStatus.filled or 0.0, trade.order.filledQuantity]
+    return max(_dec(count) for count in counts if count < _UNSET)
+
+
 _CANCEL_CONFIRMED = 202  # "Order Canceled - reason:"
 
 

@@ -124,6 +124,8 @@ class ReconcileReport:
     # ours, open on the venue, but not adoptable or finished in the database: needs a person
     unknown_ours: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # why, per client id in unknown_ours
+    # ours, done on the venue with more filled than the database holds and no executions to record: why, by client id
+    unrecorded: dict[str, str] = field(default_factory=dict)
     healed_fills: int = 0  # fills of finished orders recorded only now
     positions: list[PositionCheck] = field(default_factory=list)
     tolerance: Decimal = DEFAULT_TOLERANCE
@@ -134,9 +136,13 @@ class ReconcileReport:
         return [p for p in self.positions if p.shortfall > self.tolerance]
 
     @property
+    def orders_need_a_person(self) -> bool:
+        return bool(self.unknown_ours or self.unrecorded)
+
+    @property
     def can_trade(self) -> bool:
         """Trading may start only when every position is covered and no order of ours is unaccounted for."""
-        return not self.mismatches and not self.unknown_ours
+        return not self.mismatches and not self.orders_need_a_person
 
     def summary(self) -> str:
         lines = [
@@ -153,6 +159,7 @@ class ReconcileReport:
             f"  order {cid} is open on the exchange with this bot's prefix: needs a person ({self.reasons[cid]})"
             for cid in self.unknown_ours
         ]
+        lines += [f"  order {cid}: needs a person ({reason})" for cid, reason in self.unrecorded.items()]
         for p in self.mismatches:
             offset = f" with the accepted offset {_signed(p.offset)}" if p.offset else ""
             lines.append(
@@ -181,6 +188,7 @@ class ReconcileReport:
             ],
             "foreign": list(self.foreign),
             "unknown_ours": [{"client_order_id": c, "reason": self.reasons[c]} for c in self.unknown_ours],
+            "unrecorded": [{"client_order_id": c, "reason": reason} for c, reason in self.unrecorded.items()],
             "healed_fills": self.healed_fills,
             "positions": [
                 {
@@ -203,10 +211,14 @@ def reconcile(venue: Venue, symbols: list[str], tolerance: Decimal = DEFAULT_TOL
     repository = venue.repository
     report = ReconcileReport(tolerance=tolerance)
     for symbol, client_id in _rows(repository, _UNFINISHED):
-        report.updated.append(venue.sync(symbol, client_id))
+        state = venue.sync(symbol, client_id)
+        report.updated.append(state)
+        _unless_accounted_for(report, repository, state)
     for symbol, client_id, status, filled, amount in _rows(repository, _HEALABLE):
         if status != OrderStatus.FILLED or filled < amount:
-            report.healed_fills += venue.sync(symbol, client_id).new_fills
+            state = venue.sync(symbol, client_id)
+            report.healed_fills += state.new_fills
+            _unless_accounted_for(report, repository, state)
     for symbol in symbols:
         for open_order in venue.open_orders(symbol):
             client_id = open_order.client_order_id or f"venue order {open_order.venue_order_id}"
@@ -302,6 +314,17 @@ def positions(venue: Venue, symbols: list[str]) -> list[PositionCheck]:
         )
     holdings = venue.holdings()
     return [PositionCheck(asset, amount, holdings.get(asset, Decimal(0))) for asset, amount in sorted(held.items())]
+
+
+def _unless_accounted_for(report: ReconcileReport, repository: Repository, state: OrderState) -> None:
+    """The venue says the order filled more than the database holds, and the fills cannot be had."""
+    if state.needs_person is not None and state.client_order_id not in report.unrecorded:
+        report.unrecorded[state.client_order_id] = state.needs_person
+        repository.log_event(
+            EVENT,
+            f"order {state.client_order_id}: {state.needs_person}",
+            {"decision": "needs_a_person", "client_order_id": state.client_order_id},
+        )
 
 
 def _needs_a_person(report: ReconcileReport, repository: Repository, client_id: str, reason: str) -> None:

@@ -23,6 +23,9 @@ class OrderState:
     filled: Decimal
     venue_order_id: str | None = None
     new_fills: int = 0
+    # Why a person must decide about it (the venue says it filled more than the database can record):
+    # reconciliation stops trading with this explanation.
+    needs_person: str | None = None
 
 
 @dataclass(frozen=True)

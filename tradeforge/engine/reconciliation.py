@@ -98,7 +98,7 @@ def _locked(
     try:
         venue = venue_for(repository)
         report = reconcile(venue, list(config.data.symbols), tolerance)
-        if accept_exchange and not report.unknown_ours:
+        if accept_exchange and not report.orders_need_a_person:
             report = accept_exchange_state(venue, report, by)
         return report
     finally:

@@ -92,3 +92,42 @@ def test_a_short_bigger_than_the_fills_say_stops_trading_and_an_exact_one_does_n
     assert [(p.expected, p.balance, p.shortfall) for p in report.mismatches] == [
         (Decimal(-10), Decimal(-15), Decimal(5))
     ]
+
+
+def test_an_order_filled_on_an_earlier_day_while_the_bot_was_down_is_never_taken_for_canceled(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    bought = place(venue, intent(amount="10"))
+    venue.sync("AAPL", bought)
+    resting = place(venue, intent("sell", "10", "limit", price=f"{fake.price() + 1:.2f}", trade_id=1, role="exit"))
+    perm_id = repository.order(resting).venue_order_id
+    fake.disconnect()  # the bot is down ...
+    fake.sleep(1800)  # ... while the target fills ...
+    fake.new_day()  # ... and IB's execution list starts a new day before it is back
+
+    report = reconcile(restarted_venue(fake, repository))
+    assert not report.can_trade and list(report.unrecorded) == [resting]
+    assert repository.order(resting).status == OrderStatus.UNKNOWN and len(repository.fills()) == 1
+    line = next(line for line in report.summary().splitlines() if f"order {resting}: needs a person" in line)
+    assert f"IB order {perm_id} is Filled with 10 filled, but the database holds 0" in line
+    assert "record them from TWS's trade log or the account statement" in line
+    again = reconcile(restarted_venue(fake, repository))  # never healed into a terminal state
+    assert not again.can_trade and list(again.unrecorded) == [resting]
+    assert again.to_dict()["unrecorded"][0]["client_order_id"] == resting
+
+
+def test_an_older_revision_of_a_recorded_correction_is_never_recorded_as_a_new_fill(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay, fake.partial_fill = 3600, 30  # the original's report comes only after the correction
+    client_id = place(venue, intent(type="limit", price=f"{fake.price() + 5:.2f}"))
+    venue.cancel("AAPL", client_id)  # 30 executed first; not final while its commission report is out
+    [original] = fake.executions()
+    corrected = fake.correct_execution(original.execution.execId, original.execution.price + 0.01, 1.25)
+    assert venue.sync("AAPL", client_id).status == OrderStatus.CANCELED  # the correction (.02) is recorded
+    fake.send_commission_reports()
+    fake.withhold_execution(corrected.execution.execId)  # a later session sees the original (.01) only
+
+    reconcile(restarted_venue(fake, repository))
+    [fill] = repository.fills()
+    assert fill.venue_trade_id == corrected.execution.execId and repository.order(client_id).filled == Decimal(30)
