@@ -11,6 +11,8 @@ One code path for trading and for re-reading history after a restart (engine/jou
   database), then the stored fills of our orders whose fill time is before the candle's close are
   delivered to Backtrader, followed by each order's final status once its fills are in. The same
   rule over the same rows gives the same notifications at the same candles on every restart.
+- A cancel the venue has not confirmed as final (IB: an execution still waiting for its commission
+  report) keeps the order tracked until the venue says it ended, so its late fills still arrive.
 - Cash and positions come from the starting capital and the delivered fills, never from a balance
   read, so a re-read sizes its orders exactly as the first run did. Balances are for reconciliation.
 - Emulated (see README "Live trading"): stops and stop-limits on markets without `STOP_LOSS`,
@@ -83,6 +85,7 @@ class _Tracked:
     client_order_id: str | None = None  # None: emulated, not triggered yet
     delivered: set[str] = field(default_factory=set)  # venue trade ids executed into Backtrader
     done: bool = False
+    cancel_requested: bool = False  # the venue was asked to cancel; tracked until it says the order ended
     group: list[_Tracked] = field(default_factory=list)  # its OCO group, itself included
     emulated: str | None = None  # stop | limit | trailing: watched on candles by the broker
     level: float = 0.0  # emulated trigger level
@@ -343,14 +346,13 @@ class LiveBroker(bt.BrokerBase):
             self.notify(tracked.order)
             return
         stored = self.repository.order(client_id)
-        if stored is not None and stored.status not in TERMINAL_ORDER_STATUSES:
+        if stored is not None and stored.status not in TERMINAL_ORDER_STATUSES and not tracked.cancel_requested:
             self.venue.cancel(tracked.symbol, client_id)
+            tracked.cancel_requested = True
             self._fills_stale = True  # the confirmation may have recorded fills
         self._settle(tracked, None)
-        if not tracked.done:  # the venue answered without a terminal state: treat as canceled locally
-            tracked.done = True
-            tracked.order.cancel()
-            self.notify(tracked.order)
+        # Without a terminal answer (IB: an execution still waiting for its commission report) the order
+        # stays tracked: the candles' syncs deliver its late fills, then its end.
 
     @staticmethod
     def _partners(tracked: _Tracked) -> list[_Tracked]:

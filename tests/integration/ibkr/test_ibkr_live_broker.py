@@ -155,3 +155,26 @@ def test_a_late_commission_report_is_waited_for_so_the_fill_reaches_the_strategy
     [bought] = venue.repository.fills()
     assert bought.fee == Decimal("1.5")
     assert broker.getcash() == pytest.approx(CAPITAL - float(bought.amount * bought.price + bought.fee))
+
+
+def test_a_fill_whose_commission_report_outlasts_the_cancel_reaches_the_strategy_before_the_cancel(
+    fake: FakeIB, venue: IbkrVenue
+):
+    fake.partial_fill, fake.commission_delay = 100, 30.0  # the report comes long after ibkr.order_timeout (5 s)
+
+    def buy_then_cancel(s: Scripted) -> None:
+        place("entry", size=300, exectype=bt.Order.Limit, price=s.data.close[0] + 5, role="entry")(s)
+        s.cancel(s.orders["entry"])  # 100 executed at IB by now; its commission report is on its way
+
+    strategy, broker = run(fake, venue, {WARMUP: buy_then_cancel}, until="", bars=WARMUP + 4)
+    assert strategy.seen["entry"] == ["Submitted", "Accepted", "Partial", "Canceled"]  # not canceled at once
+    assert strategy.executed["entry"] == [100.0]
+    [bought] = venue.repository.fills()
+    assert venue.repository.order(bought_id(venue)).status == OrderStatus.CANCELED
+    assert broker.getposition(strategy.data).size == 100
+    assert broker.getcash() == pytest.approx(CAPITAL - float(bought.amount * bought.price + bought.fee))
+
+
+def bought_id(venue: IbkrVenue) -> str:
+    [order] = venue.repository.orders()
+    return order.client_order_id
