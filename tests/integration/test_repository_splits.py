@@ -81,3 +81,18 @@ def test_a_split_while_flat_converts_nothing(repo: Repository) -> None:
     (split,) = repo.splits()
     assert (split.trade_id, split.position_before, split.position_after) == (None, 0, 0)
     assert repo.trades() == [] and repo.integrity_problems() == []
+
+
+def test_a_retried_split_whose_first_commit_landed_still_counts_for_later_fills(repo: Repository) -> None:
+    # The split's first attempt committed but its reply was lost (here: the same bot's row written through
+    # a second repository); the retry finds the record. The later exit must still be derived on the new basis.
+    trade_id, stop = holding_with_a_stop(repo)
+    assert repo.trade_records()[0]["size"] == float(BEFORE)  # the bot's splits are read (none yet)
+    first_attempt = Repository(repo.engine, repo.bot_id, repo.prefix)
+    assert first_attempt.record_split("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+    assert not repo.record_split("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+
+    repo.record_fill(stop, FillReport("f2", AFTER, Decimal(90), SOLD, fee=Decimal("0.1")))
+    (trade,) = repo.trades()
+    assert (trade.id, trade.amount, trade.status) == (trade_id, 0, TradeStatus.CLOSED)
+    assert repo.integrity_problems() == []

@@ -380,7 +380,12 @@ class Repository:
         self._upserts = _upserts(engine.dialect.name)
         self._statements = Statements(engine.dialect)
         self._held = threading.local()  # this thread's _Kept connection
-        self._trade_splits: dict[int, list[SplitBasis]] | None = None  # read once, then kept up to date
+        # Each trade's splits, read once and dropped when a split is recorded (the next reader reads them
+        # again); a read only fills the cache if no split was recorded while it ran (the control thread lists
+        # trades while the bot's thread records a split).
+        self._trade_splits: dict[int, list[SplitBasis]] | None = None
+        self._splits_dropped = 0  # how many times the cache was dropped
+        self._splits_lock = threading.Lock()
 
     @classmethod
     def attach(cls, engine: Engine, name: str, config_hash: str, mode: str, clock: Clock = utc_now) -> Repository:
@@ -657,9 +662,10 @@ class Repository:
         """Store an execution once (idempotent by venue trade id), update the order and re-derive
         its trade from all of the trade's fills. Returns False for a fill already recorded."""
         with self._writing() as cursor:
-            if self._trade_splits is None:  # read in this transaction: a fill is one commit
-                self._trade_splits = _by_trade(cursor.read(_BOT_SPLITS, {"bot_id": self.bot_id}))
             splits = self._trade_splits
+            if splits is None:  # read in this transaction: a fill is one commit
+                dropped = self._splits_dropped
+                splits = self._keep_splits(dropped, _by_trade(cursor.read(_BOT_SPLITS, {"bot_id": self.bot_id})))
             rows = cursor.read(
                 _ORDER_FOR_FILL,
                 {"bot_id": self.bot_id, "client_order_id": client_order_id, "venue_trade_id": fill.venue_trade_id},
@@ -743,6 +749,7 @@ class Repository:
                         f"{ratio.normalize():f}:1 with {position_after.normalize():f}: the candles or the strategy "
                         "changed"
                     )
+                self._drop_splits()  # recorded by an attempt whose reply was lost: the cache may not know it
                 return False
             trade = session.scalar(
                 select(Trade).where(
@@ -799,8 +806,7 @@ class Repository:
                 f", {len(orders)} resting orders converted"
             )
             session.add(Event(bot_id=self.bot_id, time=now, kind="split", message=message, data=data))
-        if trade is not None:
-            known.setdefault(trade.id, []).append(basis)
+        self._drop_splits()
         return True
 
     def splits(self) -> list[Split]:
@@ -808,10 +814,27 @@ class Repository:
         return self._all(select(Split).where(Split.bot_id == self.bot_id).order_by(Split.time, Split.id))
 
     def _splits_by_trade(self) -> dict[int, list[SplitBasis]]:
-        if self._trade_splits is None:
+        splits = self._trade_splits
+        if splits is None:
+            dropped = self._splits_dropped
             with self._transaction() as connection:
-                self._trade_splits = _by_trade(connection.execute(_BOT_SPLITS, {"bot_id": self.bot_id}).all())
-        return self._trade_splits
+                rows = connection.execute(_BOT_SPLITS, {"bot_id": self.bot_id}).all()
+            splits = self._keep_splits(dropped, _by_trade(rows))
+        return splits
+
+    def _keep_splits(self, dropped: int, splits: dict[int, list[SplitBasis]]) -> dict[int, list[SplitBasis]]:
+        """`splits`, read after the cache was dropped `dropped` times, become the cache unless a split was
+        recorded since (then the read may predate it: the next reader reads again)."""
+        with self._splits_lock:
+            if self._splits_dropped == dropped and self._trade_splits is None:
+                self._trade_splits = splits
+        return splits
+
+    def _drop_splits(self) -> None:
+        """A split was recorded (or found recorded): the next reader reads the bot's splits again."""
+        with self._splits_lock:
+            self._splits_dropped += 1
+            self._trade_splits = None
 
     def update_trade_state(self, trade_id: int, state: dict[str, Any]) -> None:
         """What exits need to keep working after a restart: stop and trailing levels, entry bar."""
