@@ -261,3 +261,28 @@ def test_with_two_symbols_the_history_is_rebased_when_the_split_candle_is_curren
     paid, received = entry.amount * entry.average_price, exit_order.amount * exit_order.average_price
     assert near(trade.pnl, received - paid - trade.fees)
     assert repository.integrity_problems() == []
+
+
+def test_an_entry_partly_filled_at_the_split_fills_the_rest_on_the_new_basis(client, clock, tmp_path):
+    """Fills limited to a tiny share of each candle's volume: the entry has bought 4 of its 22.5 shares when the
+    4:1 split comes, and buys the rest, converted, after it. Each later fill is journalled as what it bought on
+    the new basis: the order completes at its converted amount, the trade holds what the broker holds."""
+    config = bot_config(tmp_path, "partial", None)
+    config.broker.max_fill_fraction_of_volume = 1e-7
+    clock.now = START
+    run_paper_bot(config, client, clock, END)
+    repository = repository_of(config)
+    split, trade, orders = the_split_trade(repository)
+
+    entry = next(o for o in orders if o.role == "entry")
+    fills = [f for f in repository.fills() if f.order_id == entry.id]
+    before = sum(f.amount for f in fills if f.time < split.time)
+    assert (split.position_before, split.position_after) == (before, before * 4) and before == 4
+    assert entry.intent_amount is not None and entry.amount == Decimal(repr(float(entry.intent_amount) * 4))
+    assert split.converted_orders is not None and entry.client_order_id in split.converted_orders
+    assert (entry.status, entry.filled) == (OrderStatus.FILLED, entry.amount)
+    assert before * 4 + sum(f.amount for f in fills if f.time >= split.time) == entry.amount
+    sold = sum((o.filled for o in orders if o.side == "sell"), Decimal(0))
+    assert sold, "the comparison needs the position sold from after the split"
+    assert trade.amount == entry.amount - sold  # no phantom shares
+    assert repository.integrity_problems() == []
