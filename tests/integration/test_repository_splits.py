@@ -5,10 +5,12 @@ closes it exactly, `db check` finds nothing, and a restart replaying the split c
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from tradeforge.persistence import migrate
 from tradeforge.persistence.models import OrderStatus, TradeStatus
@@ -143,3 +145,29 @@ def test_db_check_converts_only_the_fills_of_orders_the_split_converted(repo: Re
     assert stored[stop.client_order_id] == (60, 60, OrderStatus.FILLED)
     (trade,) = repo.trades()
     assert (trade.amount, trade.status) == (0, TradeStatus.CLOSED)
+
+
+def test_a_trade_list_read_before_a_split_does_not_hide_it_from_later_fills(repo: Repository) -> None:
+    # A restarted bot (nothing read yet): the control thread lists trades, reading the bot's splits, while the
+    # bot's thread records a split. The list's read, older than the split, must not become what the next
+    # fill is derived with.
+    _, stop = holding_with_a_stop(repo)
+    restarted = Repository(repo.engine, repo.bot_id, repo.prefix)
+    control, pending = threading.current_thread(), [True]
+
+    def split_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if pending and threading.current_thread() is control and "FROM splits" in statement:
+            pending.clear()
+            split = ("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+            bot = threading.Thread(target=restarted.record_split, args=split)
+            bot.start()
+            bot.join()
+
+    event.listen(repo.engine, "after_cursor_execute", split_meanwhile)
+    assert restarted.trade_records()[0]["size"] == float(BEFORE)  # as it was when it read
+    assert not pending and len(restarted.splits()) == 1
+
+    restarted.record_fill(stop, FillReport("f2", AFTER, Decimal(90), SOLD, fee=Decimal("0.1")))
+    (trade,) = restarted.trades()
+    assert (trade.amount, trade.status) == (0, TradeStatus.CLOSED)
+    assert restarted.integrity_problems() == []
