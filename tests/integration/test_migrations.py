@@ -106,7 +106,7 @@ def test_upgrade_from_empty_database_creates_every_table_at_head(db_engine: Engi
     assert migrate.current_revision(db_engine) is None
     migrate.upgrade(db_engine)
     assert _tables(db_engine) == MODEL_TABLES
-    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0005_splits"
+    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0006_split_orders"
 
 
 def test_upgrade_at_head_again_is_a_no_op(db_engine: Engine) -> None:
@@ -203,7 +203,7 @@ def test_ensure_current_refuses_an_empty_database_and_says_what_to_run(db_url: s
     message = str(raised.value)
     assert migrate.describe(engine) in message
     assert "s3cret-pw" not in message
-    assert "is at revision empty but tradeforge needs 0005_splits" in message
+    assert "is at revision empty but tradeforge needs 0006_split_orders" in message
     assert message.endswith("run: tradeforge db upgrade --config bot.yaml")
 
 
@@ -263,15 +263,15 @@ def test_db_upgrade_then_current_reports_up_to_date(db_url: str, tmp_path: Path)
 
     upgraded = _db("upgrade", "--config", str(config))
     assert upgraded.exit_code == 0, upgraded.output
-    assert "empty → 0005_splits" in upgraded.stdout
+    assert "empty → 0006_split_orders" in upgraded.stdout
 
     again = _db("upgrade", "--config", str(config))
     assert again.exit_code == 0, again.output
-    assert "0005_splits → 0005_splits (already there, nothing to do)" in again.stdout
+    assert "0006_split_orders → 0006_split_orders (already there, nothing to do)" in again.stdout
 
     current = _db("current", "--config", str(config))
     assert current.exit_code == 0, current.output
-    assert "revision  0005_splits" in current.stdout
+    assert "revision  0006_split_orders" in current.stdout
     assert "status    up to date" in current.stdout
 
 
@@ -316,7 +316,7 @@ def test_console_script_db_upgrade_then_current(db_url: str, tmp_path: Path) -> 
     assert behind.returncode == 2, behind.stderr
     upgraded = run("db", "upgrade", "--config", str(config))
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "empty → 0005_splits" in upgraded.stdout
+    assert "empty → 0006_split_orders" in upgraded.stdout
     current = run("db", "current", "--config", str(config))
     assert current.returncode == 0, current.stderr
     assert "up to date" in current.stdout

@@ -5,10 +5,12 @@ closes it exactly, `db check` finds nothing, and a restart replaying the split c
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from tradeforge.persistence import migrate
 from tradeforge.persistence.models import OrderStatus, TradeStatus
@@ -81,3 +83,91 @@ def test_a_split_while_flat_converts_nothing(repo: Repository) -> None:
     (split,) = repo.splits()
     assert (split.trade_id, split.position_before, split.position_after) == (None, 0, 0)
     assert repo.trades() == [] and repo.integrity_problems() == []
+
+
+def test_a_retried_split_whose_first_commit_landed_still_counts_for_later_fills(repo: Repository) -> None:
+    # The split's first attempt committed but its reply was lost (here: the same bot's row written through
+    # a second repository); the retry finds the record. The later exit must still be derived on the new basis.
+    trade_id, stop = holding_with_a_stop(repo)
+    assert repo.trade_records()[0]["size"] == float(BEFORE)  # the bot's splits are read (none yet)
+    first_attempt = Repository(repo.engine, repo.bot_id, repo.prefix)
+    assert first_attempt.record_split("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+    assert not repo.record_split("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+
+    repo.record_fill(stop, FillReport("f2", AFTER, Decimal(90), SOLD, fee=Decimal("0.1")))
+    (trade,) = repo.trades()
+    assert (trade.id, trade.amount, trade.status) == (trade_id, 0, TradeStatus.CLOSED)
+    assert repo.integrity_problems() == []
+
+
+def test_an_order_partly_filled_before_the_split_fills_the_rest_on_the_new_basis(repo: Repository) -> None:
+    # 40 of 100 bought at 400 before a 2:1 split: the order is for 200 after it, 80 of them filled; the 120
+    # left fill after it. The order completes, the trade holds 200 and `db check` agrees with both.
+    entry = repo.record_intent(OrderIntent(None, "AAPL", "buy", "market", "entry", Decimal(100)))
+    repo.record_fill(entry.client_order_id, FillReport("f1", Decimal(40), Decimal(400), BOUGHT))
+    assert repo.record_split("AAPL", SPLIT, Decimal(2), Decimal(80), {entry.client_order_id: Decimal(200)})
+    converted = repo.order(entry.client_order_id)
+    assert converted is not None
+    assert (converted.amount, converted.filled, converted.average_price) == (200, 80, 200)
+    assert (converted.intent_amount, converted.status) == (100, OrderStatus.PARTIALLY_FILLED)
+    assert repo.integrity_problems() == []
+
+    for fill_id in ("f2", "f3"):
+        repo.record_fill(entry.client_order_id, FillReport(fill_id, Decimal(60), Decimal(200), SOLD))
+    done = repo.order(entry.client_order_id)
+    assert done is not None and (done.filled, done.status, done.average_price) == (200, OrderStatus.FILLED, 200)
+    (trade,) = repo.trades()
+    assert (trade.amount, trade.entry_price, trade.status) == (200, 200, TradeStatus.OPEN)
+    assert repo.integrity_problems() == []
+    (split,) = repo.splits()
+    assert split.converted_orders == [entry.client_order_id]
+
+
+def test_db_check_converts_only_the_fills_of_orders_the_split_converted(repo: Repository) -> None:
+    # An exit that sold 10 of 20 before the split and was canceled then (not converted), and a stop partly
+    # filled before it and converted: each order's fills are compared with its filled amount on its own basis.
+    entry = repo.record_intent(OrderIntent(None, "AAPL", "buy", "market", "entry", Decimal(30)))
+    repo.record_fill(entry.client_order_id, FillReport("f1", Decimal(30), Decimal(400), BOUGHT))
+    exit_ = repo.record_intent(OrderIntent(entry.trade_id, "AAPL", "sell", "limit", "exit", Decimal(20), Decimal(420)))
+    repo.record_fill(exit_.client_order_id, FillReport("f2", Decimal(10), Decimal(420), BOUGHT))
+    repo.mark_order(exit_.client_order_id, OrderStatus.CANCELED)
+    stop = repo.record_intent(
+        OrderIntent(entry.trade_id, "AAPL", "sell", "stop", "protective", Decimal(20), stop_price=Decimal(300))
+    )
+    repo.record_fill(stop.client_order_id, FillReport("f3", Decimal(5), Decimal(300), BOUGHT))
+    assert repo.record_split("AAPL", SPLIT, Decimal(3), Decimal(45), {stop.client_order_id: Decimal(60)})
+    assert repo.integrity_problems() == []
+    repo.record_fill(stop.client_order_id, FillReport("f4", Decimal(45), Decimal(100), SOLD))
+
+    assert repo.integrity_problems() == []
+    stored = {o.client_order_id: (o.amount, o.filled, o.status) for o in repo.orders()}
+    assert stored[exit_.client_order_id] == (20, 10, OrderStatus.CANCELED)
+    assert stored[stop.client_order_id] == (60, 60, OrderStatus.FILLED)
+    (trade,) = repo.trades()
+    assert (trade.amount, trade.status) == (0, TradeStatus.CLOSED)
+
+
+def test_a_trade_list_read_before_a_split_does_not_hide_it_from_later_fills(repo: Repository) -> None:
+    # A restarted bot (nothing read yet): the control thread lists trades, reading the bot's splits, while the
+    # bot's thread records a split. The list's read, older than the split, must not become what the next
+    # fill is derived with.
+    _, stop = holding_with_a_stop(repo)
+    restarted = Repository(repo.engine, repo.bot_id, repo.prefix)
+    control, pending = threading.current_thread(), [True]
+
+    def split_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if pending and threading.current_thread() is control and "FROM splits" in statement:
+            pending.clear()
+            split = ("AAPL", SPLIT, Decimal(4), AFTER, {stop: AFTER})
+            bot = threading.Thread(target=restarted.record_split, args=split)
+            bot.start()
+            bot.join()
+
+    event.listen(repo.engine, "after_cursor_execute", split_meanwhile)
+    assert restarted.trade_records()[0]["size"] == float(BEFORE)  # as it was when it read
+    assert not pending and len(restarted.splits()) == 1
+
+    restarted.record_fill(stop, FillReport("f2", AFTER, Decimal(90), SOLD, fee=Decimal("0.1")))
+    (trade,) = restarted.trades()
+    assert (trade.amount, trade.status) == (0, TradeStatus.CLOSED)
+    assert restarted.integrity_problems() == []

@@ -7,11 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from decimal import Context, Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import backtrader as bt
 
 from tradeforge.brokers.simulated import SimulatedBroker
+from tradeforge.persistence.repository import filled_after_split
 
 _TYPES = {
     bt.Order.Market: "market",
@@ -116,6 +117,17 @@ class PaperBroker(SimulatedBroker):
         if order.info.get("client_order_id") is not None:
             order.addinfo(journalled=Decimal(0), fills=0)
         super().restore_order(order, oco, accepted)
+
+    def apply_split(self, data: Any, ratio: float) -> list[Any]:
+        """The split as SimulatedBroker applies it; what an order had journalled as filled goes to the new
+        basis with it, as the repository converts the order's filled amount, so that its next fills are
+        journalled as the difference on the new basis."""
+        orders = super().apply_split(data, ratio)
+        factor = Decimal(repr(ratio))
+        for order in orders:
+            if order.info.get("journalled"):
+                order.info.journalled = filled_after_split(order.info.journalled, factor)
+        return orders
 
     def cancels_on_acceptance(self, client_order_id: str) -> bool:
         """Will this order be canceled the moment it is accepted (an operator's cancel)?"""

@@ -3,11 +3,12 @@
 The Yahoo feed notices the split; when the first candle on the new basis is the feed's current one, the
 broker calls this before it matches that candle (feeds/yahoo.py, brokers/simulated.py). The position is
 converted (size times the ratio, price divided by it; cash and value unchanged), so are the orders in flight
-and the strategy's open trade, and the repository records the split with the converted order amounts, so
-that the derived trade and `tradeforge db check` stay consistent when an exit fills the converted size. A
-restart re-reads the stored split with the candles and does all of this again at the same candle; the
-repository's record is then already there and stays as it was.
-"""
+and the strategy's open trade, and the repository records the split with the converted order amounts (and
+what of them had filled: the paper broker and the repository convert it alike), so that the derived trade
+and `tradeforge db check` stay consistent when an exit fills the converted size. A restart re-reads the
+stored split with the candles and does all of this again at the same candle; the repository's record is
+then already there and stays as it was. The candles before the split are re-based for the indicators then
+too (feeds/yahoo.py `due_split`), not when the split candle is loaded."""
 
 from __future__ import annotations
 

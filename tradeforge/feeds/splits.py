@@ -71,13 +71,15 @@ class SplitLog:
 
 
 def rebase_lines(lines: Any, ratio: float) -> None:
-    """Backtrader lines of a feed re-based at a split, the current candle (already on the new basis)
-    excepted: earlier prices divided by `ratio`, volumes multiplied by it, so that indicators read a
-    continuous history instead of a crash."""
-    for name in ("open", "high", "low", "close"):
-        view = np.frombuffer(getattr(lines, name).array, dtype=np.float64)
-        view[:-1] /= ratio
+    """Backtrader lines of a feed re-based at a split, once its first candle on the new basis is the current
+    one: the candles before it get prices divided by `ratio` and volumes multiplied by it, so that indicators
+    read a continuous history instead of a crash. Only those before the current index: with several feeds,
+    Backtrader may have loaded a later candle already and rewound (it waits for the others)."""
+    for name in ("open", "high", "low", "close", "volume"):
+        line = getattr(lines, name)
+        view = np.frombuffer(line.array, dtype=np.float64)
+        if name == "volume":
+            view[: line.idx] *= ratio
+        else:
+            view[: line.idx] /= ratio
         del view  # the buffer may grow again only once no view holds it
-    view = np.frombuffer(lines.volume.array, dtype=np.float64)
-    view[:-1] *= ratio
-    del view

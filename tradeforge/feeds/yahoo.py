@@ -697,16 +697,17 @@ class YahooFeed(PolledFeed):
     def _delivered_row(self, row: tuple[float, ...]) -> None:
         for split in self.splits.splits:
             if split.candle_ns == int(row[0]):
-                if self.adjust != "none":
-                    rebase_lines(self.lines, split.ratio)
                 self._due = (float(self.lines.datetime[0]), split)
 
     def due_split(self) -> Split | None:
-        """The split whose first candle is the feed's current one, once (None otherwise). With several
-        symbols, Backtrader may load a candle a step before it makes it current (it waits for the others)."""
+        """The split whose first candle is the feed's current one, once (None otherwise), with the history
+        before that candle re-based then (not when it is loaded: with several symbols, Backtrader may load
+        a candle a step before it makes it current, and until then the position is in old shares)."""
         if self._due is None or self.lines.datetime[0] != self._due[0]:
             return None
         split, self._due = self._due[1], None
+        if self.adjust != "none":
+            rebase_lines(self.lines, split.ratio)
         return split
 
     def _poll(self) -> None:

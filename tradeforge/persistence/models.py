@@ -206,8 +206,9 @@ class Fill(Base):
 
 class Split(Base):
     """A stock split applied to a running bot at the first candle on the new basis: its position (in the
-    trade `trade_id`, none when flat) went from `position_before` to `position_after`, its resting orders'
-    amounts were converted with it. Fills before `time` are on the old basis: trades are derived with it."""
+        trade `trade_id`, none when flat) went from `position_before` to `position_after`, its resting orders'
+        amounts (and what of them had filled) were converted with it. Fills before `time` are on the old basis:
+    trades are derived with it."""
 
     __tablename__ = "splits"
     __table_args__ = (UniqueConstraint("bot_id", "symbol", "time"),)
@@ -220,6 +221,9 @@ class Split(Base):
     position_before: Mapped[Decimal] = mapped_column(MONEY)
     position_after: Mapped[Decimal] = mapped_column(MONEY)
     recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # The client order ids of the orders it converted (null before migration 0006): their fills before
+    # `time` are on the old basis, their `filled` on the new one.
+    converted_orders: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class EquitySnapshot(Base):

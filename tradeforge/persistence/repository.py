@@ -309,7 +309,7 @@ _STORED_ORDERS = (
     .order_by(_ORDERS.c.id)
 )
 _FILLS_OF_ORDERS = (
-    select(_FILLS.c.order_id, _stored(_FILLS.c.amount))
+    select(_FILLS.c.order_id, _stored(_FILLS.c.amount), _FILLS.c.time)
     .where(_FILLS.c.order_id.in_(bindparam("order_ids", expanding=True)))
     .order_by(_FILLS.c.id)
 )
@@ -326,6 +326,12 @@ _SPLITS = cast(Table, Split.__table__)
 _BOT_SPLITS = (
     select(_SPLITS.c.trade_id, _SPLITS.c.time, _SPLITS.c.ratio, _SPLITS.c.position_before, _SPLITS.c.position_after)
     .where(_SPLITS.c.bot_id == bindparam("bot_id"), _SPLITS.c.trade_id.is_not(None))
+    .order_by(_SPLITS.c.time, _SPLITS.c.id)
+)
+# integrity_problems: each split's time, ratio and the orders it converted, oldest first.
+_BOT_SPLIT_CONVERSIONS = (
+    select(_SPLITS.c.time, _SPLITS.c.ratio, _SPLITS.c.converted_orders)
+    .where(_SPLITS.c.bot_id == bindparam("bot_id"))
     .order_by(_SPLITS.c.time, _SPLITS.c.id)
 )
 # trade_records: every fill of the bot's trades with its order's side, in order-then-fill order.
@@ -380,7 +386,12 @@ class Repository:
         self._upserts = _upserts(engine.dialect.name)
         self._statements = Statements(engine.dialect)
         self._held = threading.local()  # this thread's _Kept connection
-        self._trade_splits: dict[int, list[SplitBasis]] | None = None  # read once, then kept up to date
+        # Each trade's splits, read once and dropped when a split is recorded (the next reader reads them
+        # again); a read only fills the cache if no split was recorded while it ran (the control thread lists
+        # trades while the bot's thread records a split).
+        self._trade_splits: dict[int, list[SplitBasis]] | None = None
+        self._splits_dropped = 0  # how many times the cache was dropped
+        self._splits_lock = threading.Lock()
 
     @classmethod
     def attach(cls, engine: Engine, name: str, config_hash: str, mode: str, clock: Clock = utc_now) -> Repository:
@@ -657,9 +668,10 @@ class Repository:
         """Store an execution once (idempotent by venue trade id), update the order and re-derive
         its trade from all of the trade's fills. Returns False for a fill already recorded."""
         with self._writing() as cursor:
-            if self._trade_splits is None:  # read in this transaction: a fill is one commit
-                self._trade_splits = _by_trade(cursor.read(_BOT_SPLITS, {"bot_id": self.bot_id}))
             splits = self._trade_splits
+            if splits is None:  # read in this transaction: a fill is one commit
+                dropped = self._splits_dropped
+                splits = self._keep_splits(dropped, _by_trade(cursor.read(_BOT_SPLITS, {"bot_id": self.bot_id})))
             rows = cursor.read(
                 _ORDER_FOR_FILL,
                 {"bot_id": self.bot_id, "client_order_id": client_order_id, "venue_trade_id": fill.venue_trade_id},
@@ -729,8 +741,9 @@ class Repository:
     ) -> bool:
         """A stock split applied at the candle opened at `time`: the split row and a `split` event, the
         resting orders' amounts as the broker converted them (`converted_orders`: client order id -> new
-        amount; the amount first asked for is kept in `intent_amount`, their prices divided by `ratio`), and
-        the open trade re-derived on the new basis. Idempotent: a restart replaying the split changes
+        amount; the amount first asked for is kept in `intent_amount`, their prices divided by `ratio`, what of
+        them had filled converted by `filled_after_split`, as the paper broker converts what it journalled),
+        and the open trade re-derived on the new basis. Idempotent: a restart replaying the split changes
         nothing (False)."""
         known = self._splits_by_trade()
         with self._tx() as session:
@@ -743,6 +756,7 @@ class Repository:
                         f"{ratio.normalize():f}:1 with {position_after.normalize():f}: the candles or the strategy "
                         "changed"
                     )
+                self._drop_splits()  # recorded by an attempt whose reply was lost: the cache may not know it
                 return False
             trade = session.scalar(
                 select(Trade).where(
@@ -763,6 +777,7 @@ class Repository:
                 position_before=before,
                 position_after=position_after,
                 recorded_at=now,
+                converted_orders=sorted(converted_orders),
             )
             session.add(split)
             orders = session.scalars(
@@ -774,6 +789,9 @@ class Repository:
                 order.amount = converted_orders[order.client_order_id]
                 order.price = _divided(order.price, ratio)
                 order.stop_price = _divided(order.stop_price, ratio)
+                if order.filled:  # partly filled: its later fills count on the new basis
+                    order.filled = filled_after_split(order.filled, ratio)
+                    order.average_price = _divided(order.average_price, ratio)
                 order.updated_at = now
             session.flush()
             if trade is not None:
@@ -799,8 +817,7 @@ class Repository:
                 f", {len(orders)} resting orders converted"
             )
             session.add(Event(bot_id=self.bot_id, time=now, kind="split", message=message, data=data))
-        if trade is not None:
-            known.setdefault(trade.id, []).append(basis)
+        self._drop_splits()
         return True
 
     def splits(self) -> list[Split]:
@@ -808,10 +825,27 @@ class Repository:
         return self._all(select(Split).where(Split.bot_id == self.bot_id).order_by(Split.time, Split.id))
 
     def _splits_by_trade(self) -> dict[int, list[SplitBasis]]:
-        if self._trade_splits is None:
+        splits = self._trade_splits
+        if splits is None:
+            dropped = self._splits_dropped
             with self._transaction() as connection:
-                self._trade_splits = _by_trade(connection.execute(_BOT_SPLITS, {"bot_id": self.bot_id}).all())
-        return self._trade_splits
+                rows = connection.execute(_BOT_SPLITS, {"bot_id": self.bot_id}).all()
+            splits = self._keep_splits(dropped, _by_trade(rows))
+        return splits
+
+    def _keep_splits(self, dropped: int, splits: dict[int, list[SplitBasis]]) -> dict[int, list[SplitBasis]]:
+        """`splits`, read after the cache was dropped `dropped` times, become the cache unless a split was
+        recorded since (then the read may predate it: the next reader reads again)."""
+        with self._splits_lock:
+            if self._splits_dropped == dropped and self._trade_splits is None:
+                self._trade_splits = splits
+        return splits
+
+    def _drop_splits(self) -> None:
+        """A split was recorded (or found recorded): the next reader reads the bot's splits again."""
+        with self._splits_lock:
+            self._splits_dropped += 1
+            self._trade_splits = None
 
     def update_trade_state(self, trade_id: int, state: dict[str, Any]) -> None:
         """What exits need to keep working after a restart: stop and trailing levels, entry bar."""
@@ -985,9 +1019,20 @@ class Repository:
                 ids = [order[0] for order in orders[first : first + 1000]]
                 fills += connection.execute(_FILLS_OF_ORDERS, {"order_ids": ids}).all()
             closed_trades = connection.execute(_CLOSED_TRADES_NOT_FLAT, {"bot_id": self.bot_id}).all()
+            conversions = _conversions(connection.execute(_BOT_SPLIT_CONVERSIONS, {"bot_id": self.bot_id}).all())
+        client_ids = {order[0]: order[1] for order in orders}
         totals: dict[int, Decimal] = {}
-        for order_id, amount in fills:  # summed in fill order, as the ORM summed `order.fills`
+        converted: dict[int, list[tuple[dt.datetime, Decimal]]] = {}
+        for order_id, amount, time in fills:  # summed in fill order, as the ORM summed `order.fills`
+            pending = conversions.get(client_ids[order_id])
+            if pending:  # on the new basis from the first fill at or after a split that converted the order
+                splits = converted.setdefault(order_id, list(pending))
+                while splits and splits[0][0] <= time:
+                    totals[order_id] = filled_after_split(totals.get(order_id, Decimal(0)), splits.pop(0)[1])
             totals[order_id] = totals.get(order_id, Decimal(0)) + Decimal(amount)
+        for order_id, splits in converted.items():  # splits after its last fill
+            for _, ratio in splits:
+                totals[order_id] = filled_after_split(totals[order_id], ratio)
         problems = []
         # In the order SQLite's (bot_id, status) index lists a bot's orders, as they were always reported.
         for order_id, client_order_id, trade_id, raw_amount, raw_filled, _status in sorted(orders, key=_by_status):
@@ -1080,6 +1125,22 @@ def _by_trade(rows: Iterable[Any]) -> dict[int, list[SplitBasis]]:
     found: dict[int, list[SplitBasis]] = {}
     for trade_id, time, ratio, before, after in rows:
         found.setdefault(trade_id, []).append(SplitBasis(time, Decimal(ratio), Decimal(before), Decimal(after)))
+    return found
+
+
+def filled_after_split(filled: Decimal, ratio: Decimal) -> Decimal:
+    """What of an order had filled, on a split's new basis (18 decimals, as stored): the repository stores
+    this and a paper broker journals on from it, so that the fills after the split add up exactly to the
+    order's converted amount."""
+    return _WIDE.multiply(filled, ratio).quantize(_PRICE_SCALE, context=_WIDE)
+
+
+def _conversions(rows: Iterable[Any]) -> dict[str, list[tuple[dt.datetime, Decimal]]]:
+    """_BOT_SPLIT_CONVERSIONS rows as the splits (time, ratio) that converted each order, oldest first."""
+    found: dict[str, list[tuple[dt.datetime, Decimal]]] = {}
+    for time, ratio, orders in rows:
+        for client_order_id in orders or ():
+            found.setdefault(client_order_id, []).append((time, Decimal(ratio)))
     return found
 
 

@@ -301,6 +301,27 @@ def aapl_split() -> None:
     (HERE / "AAPL_1d.json").write_text(json.dumps(chart(m, stamps, q, list(q["close"]), events)))
 
 
+def aapl_split_day_missing() -> None:
+    """AAPL_1d.json without the candle of the split day (2020-08-31: the split is then first traded on 1
+    September), and SHV, a short-treasury ETF whose daily candles over the same sessions do not move: a bot on
+    both gets its SHV candle of 31 August while AAPL's next one is already the split's."""
+    body = json.loads((HERE / "AAPL_1d.json").read_text())
+    result = body["chart"]["result"][0]
+    split_at = int(next(iter(result["events"]["splits"])))
+    keep = [i for i, stamp in enumerate(result["timestamp"]) if stamp != split_at]
+    assert len(keep) == len(result["timestamp"]) - 1, "the recording has a candle on the split day"
+    quote = result["indicators"]["quote"][0]
+    result["timestamp"] = [result["timestamp"][i] for i in keep]
+    result["indicators"]["quote"][0] = {k: [v[i] for i in keep] for k, v in quote.items()}
+    result["indicators"]["adjclose"][0]["adjclose"] = [result["indicators"]["adjclose"][0]["adjclose"][i] for i in keep]
+    (HERE / "AAPL_1d_split_day_missing.json").write_text(json.dumps(body))
+    stamps = json.loads((HERE / "AAPL_1d.json").read_text())["chart"]["result"][0]["timestamp"]
+    q = {k: [110.25] * len(stamps) for k in ("open", "high", "low", "close")}
+    q["volume"] = [2_000_000] * len(stamps)
+    m = meta("SHV", "America/New_York", -14400, "1d", "PCX", "ETF")
+    (HERE / "SHV_1d.json").write_text(json.dumps(chart(m, stamps, q, list(q["close"]))))
+
+
 if __name__ == "__main__":
     orcl()
     foreign_daily()
@@ -310,3 +331,4 @@ if __name__ == "__main__":
     orcl_weekly()
     eurusd_hourly()
     aapl_split()
+    aapl_split_day_missing()

@@ -227,3 +227,62 @@ def test_a_split_while_flat_only_rebases_the_history(client, clock, tmp_path):
     assert repository_of(after).splits() == []
     assert ledger(through), "the comparison needs orders to mean something"
     assert ledger(through) == ledger(after)
+
+
+def test_with_two_symbols_the_history_is_rebased_when_the_split_candle_is_current(client, yahoo, clock, tmp_path):
+    """AAPL without a candle on the split day (the first on the new basis is 1 September's) next to SHV, whose
+    price does not move: on 31 August Backtrader loads AAPL's split candle a step early and holds it back for
+    SHV's. Until that candle is current the position is in old shares, and so must the prices it is valued at:
+    a day on which nothing moved leaves the equity as it was, and the split converts the position as ever."""
+    yahoo.as_of["AAPL"] = "split_day_missing"
+    config = bot_config(tmp_path, "two-symbols", None)
+    config.data.symbols = ["AAPL", "SHV"]
+    clock.now = START
+    run_paper_bot(config, client, clock, END)
+    repository = repository_of(config)
+    split, trade, orders = the_split_trade(repository)
+
+    first_on_new_basis = dt.datetime(2020, 9, 1, tzinfo=UTC)
+    assert (split.symbol, split.time, split.ratio) == ("AAPL", first_on_new_basis, Decimal(4))
+    entry = next(o for o in orders if o.role == "entry")
+    assert split.position_before == entry.amount and near(split.position_after, entry.amount * 4)
+    curve = {time: (value, cash) for time, value, cash in equity(config)}
+    friday, monday = dt.datetime(2020, 8, 28, tzinfo=UTC), dt.datetime(2020, 8, 31, tzinfo=UTC)
+    assert curve[monday] == curve[friday]  # no AAPL candle, SHV unchanged, nothing filled
+    served = dict(zip(RECORDED["timestamp"], RECORDED["indicators"]["quote"][0]["close"], strict=True))
+    value, cash = curve[first_on_new_basis]
+    close = Decimal(repr(served[int(first_on_new_basis.replace(hour=13, minute=30).timestamp())]))
+    assert near(value, cash + split.position_after * close)
+
+    # The trade goes on through the split on the strategy's own signal, as in the one-symbol run.
+    (exit_order,) = [o for o in orders if o.role == "exit"]
+    assert trade.exit_reason == "signal" and trade.closed_at > first_on_new_basis + dt.timedelta(days=3)
+    assert exit_order.amount == split.position_after and trade.status == TradeStatus.CLOSED
+    paid, received = entry.amount * entry.average_price, exit_order.amount * exit_order.average_price
+    assert near(trade.pnl, received - paid - trade.fees)
+    assert repository.integrity_problems() == []
+
+
+def test_an_entry_partly_filled_at_the_split_fills_the_rest_on_the_new_basis(client, clock, tmp_path):
+    """Fills limited to a tiny share of each candle's volume: the entry has bought 4 of its 22.5 shares when the
+    4:1 split comes, and buys the rest, converted, after it. Each later fill is journalled as what it bought on
+    the new basis: the order completes at its converted amount, the trade holds what the broker holds."""
+    config = bot_config(tmp_path, "partial", None)
+    config.broker.max_fill_fraction_of_volume = 1e-7
+    clock.now = START
+    run_paper_bot(config, client, clock, END)
+    repository = repository_of(config)
+    split, trade, orders = the_split_trade(repository)
+
+    entry = next(o for o in orders if o.role == "entry")
+    fills = [f for f in repository.fills() if f.order_id == entry.id]
+    before = sum(f.amount for f in fills if f.time < split.time)
+    assert (split.position_before, split.position_after) == (before, before * 4) and before == 4
+    assert entry.intent_amount is not None and entry.amount == Decimal(repr(float(entry.intent_amount) * 4))
+    assert split.converted_orders is not None and entry.client_order_id in split.converted_orders
+    assert (entry.status, entry.filled) == (OrderStatus.FILLED, entry.amount)
+    assert before * 4 + sum(f.amount for f in fills if f.time >= split.time) == entry.amount
+    sold = sum((o.filled for o in orders if o.side == "sell"), Decimal(0))
+    assert sold, "the comparison needs the position sold from after the split"
+    assert trade.amount == entry.amount - sold  # no phantom shares
+    assert repository.integrity_problems() == []
