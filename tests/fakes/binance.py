@@ -245,6 +245,7 @@ class FakeBinance:
         self.skew_ms = 0
         self.wall_clock_time = False  # /api/v3/time answers the wall clock plus skew_ms (clock-sync tests)
         self.recv_window_default = 5000
+        self.uid = 354937868  # the account's id in /api/v3/account
         self.markets: dict[str, Market] = {}
         self.series: dict[tuple[str, str], _Series] = {}
         self.balances: dict[str, list[Decimal]] = defaultdict(
@@ -887,7 +888,7 @@ class FakeBinance:
                 {"asset": a, "free": _fmt(f), "locked": _fmt(lk)} for a, (f, lk) in sorted(self.balances.items())
             ],
             "permissions": ["SPOT"],
-            "uid": 354937868,
+            "uid": self.uid,
         }
 
     def _my_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:

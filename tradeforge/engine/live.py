@@ -139,14 +139,22 @@ def banner(config: BotConfig, where: str, capital: Decimal, quote: str) -> str:
     )
 
 
-def binance_where(config: BotConfig, client: ExchangeClient) -> str:
+def binance_where(config: BotConfig, uid: object) -> str:
     exchange = config.exchange
     where = "TESTNET (sandbox)" if exchange.sandbox else "REAL MONEY"
     endpoint = f", endpoint {next(iter(exchange.urls.values()))}" if exchange.urls else ""
-    balance = client.fetch_balance()
-    account = (balance.get("info") or {}).get("uid")
-    who = f"account {account}" if account is not None else f"key from {exchange.api_key_file or exchange.api_key_env}"
+    who = f"account {uid}" if uid is not None else f"key from {exchange.api_key_file or exchange.api_key_env}"
     return f"{exchange.name} - {where}{endpoint}, {who}"
+
+
+def binance_account(config: BotConfig, uid: object) -> str:
+    """The account a Binance bot's history belongs to: the network, and the uid where Binance gives it."""
+    network = "testnet" if config.exchange.sandbox else "mainnet"
+    return f"{config.exchange.name} {network}" + (f" account {uid}" if uid is not None else "")
+
+
+def binance_uid(client: ExchangeClient) -> object:
+    return (client.fetch_balance().get("info") or {}).get("uid")
 
 
 _IB_PORTS = {7497: "TWS paper", 7496: "TWS live", 4002: "Gateway paper", 4001: "Gateway live"}
@@ -162,22 +170,34 @@ def ibkr_where(connection: IbConnection) -> str:
 
 
 def starting_capital(
-    repository: Repository, held: Callable[[], Decimal], wanted: float, quote: str, what: str = "free balance"
+    repository: Repository,
+    held: Callable[[], Decimal],
+    wanted: float,
+    quote: str,
+    account: str,
+    what: str = "free balance",
 ) -> Decimal:
     """`broker.cash`, capped by what the account holds in `quote` at the bot's first live start, then
-    stored: every restart sizes its re-read orders from the same capital (a balance read now would
-    diverge)."""
+    stored with the account: every restart sizes its re-read orders from the same capital (a balance
+    read now would diverge), and only on that account (another one holds none of its orders)."""
     stored = repository.events(CAPITAL_EVENT)
     if stored:
-        return Decimal(str((stored[0].data or {})["cash"]))
+        first = stored[0].data or {}
+        if first.get("account", account) != account:  # events written before accounts were stored pass
+            raise Fatal(
+                f"bot {repository.instance().name!r} has live history on {first['account']}, and this config "
+                f"trades on {account}: a bot's orders and fills belong to one account. Give this setup a new "
+                f"`name:`, or restore the setting that chose {first['account']}"
+            )
+        return Decimal(str(first["cash"]))
     balance = held()
     capital = min(Decimal(repr(float(wanted))), balance)
     if capital <= 0:
         raise Fatal(f"broker.cash: the account holds no {quote} to trade with ({what} {balance})")
     repository.log_event(
         CAPITAL_EVENT,
-        f"starting capital {capital} {quote} (broker.cash {wanted}, {what} {balance})",
-        {"cash": str(capital), "quote": quote},
+        f"starting capital {capital} {quote} on {account} (broker.cash {wanted}, {what} {balance})",
+        {"cash": str(capital), "quote": quote, "account": account},
     )
     return capital
 
@@ -206,18 +226,21 @@ def live_broker(
     quote = cash_currency(config)
     venue: Venue  # the whole protocol: the broker places through it, reconciliation reads it
     if config.data.source == "ibkr":
-        from tradeforge.engine.ibkr import venue_over
+        from tradeforge.engine.ibkr import account_of, venue_over
 
         ib_venue = venue_over(feeds.feeds, repository)
         cash = ib_cash(ib_venue, quote)
-        capital = starting_capital(repository, cash, config.broker.cash, quote, "cash balance")
+        account = f"ibkr account {account_of(ib_venue.connection)}"
+        capital = starting_capital(repository, cash, config.broker.cash, quote, account, "cash balance")
         say(banner(config, ibkr_where(ib_venue.connection), capital, quote))
         venue, symbols = ib_venue, list(ib_venue.contracts)
         tolerance = Decimal(str(config.ibkr.reconcile_tolerance))
     elif feeds.client is not None:
         client = feeds.client
-        capital = starting_capital(repository, binance_free(client, quote), config.broker.cash, quote)
-        say(banner(config, binance_where(config, client), capital, quote))
+        uid = binance_uid(client)
+        account = binance_account(config, uid)
+        capital = starting_capital(repository, binance_free(client, quote), config.broker.cash, quote, account)
+        say(banner(config, binance_where(config, uid), capital, quote))
         gateway = OrderGateway(client, repository, lookup=lookup_policy(client))
         for symbol in config.data.symbols:
             gateway.rules(symbol)  # an unknown symbol stops here, before any order

@@ -108,7 +108,11 @@ def test_a_live_bot_trades_on_the_exchange_once_per_intent_and_resumes_without_r
     assert sorted(o.client_order_id for o in ours) == sorted(o.client_order_id for o in orders)
     assert len(repo.fills()) == len(fake.trades)
     assert position_from_fills(config) == fake.balances["BTC"][0] + fake.balances["BTC"][1]
-    assert repo.events(CAPITAL_EVENT)[0].data == {"cash": "5000.0", "quote": "USDT"}
+    assert repo.events(CAPITAL_EVENT)[0].data == {
+        "cash": "5000.0",
+        "quote": "USDT",
+        "account": "binance mainnet account 354937868",
+    }
     assert summaries(repo)[0]["can_trade"] is True
 
     outcome = run_lockstep(fake, config, fake.now_ms() + 2 * HOUR, said.append)  # restart: re-read, then trade on
@@ -129,6 +133,18 @@ def test_a_live_bot_whose_account_lacks_what_its_fills_bought_refuses_to_trade(f
         run_bot(config, "bot.yaml", stop=threading.Event(), say=lambda s: None)
     assert "tradeforge reconcile --config bot.yaml --accept-exchange-state" in str(refused.value)
     assert summaries(repository(config))[-1]["can_trade"] is False
+
+
+def test_a_live_bot_whose_keys_now_reach_another_account_is_refused_before_any_order(fake: FakeBinance, tmp_path: Path):
+    config = live_config(fake, tmp_path, "moved-bot")
+    run_lockstep(fake, config, T0 + 60 * HOUR)
+    sent = len(fake.orders)
+    fake.uid = 1000001  # the same name and config, keys of another Binance account
+    fake.advance(HOUR)
+    with pytest.raises(Fatal, match="has live history on binance mainnet account 354937868") as refused:
+        run_bot(config, "bot.yaml", stop=threading.Event(), say=lambda s: None)
+    assert "this config trades on binance mainnet account 1000001" in str(refused.value)
+    assert len(fake.orders) == sent
 
 
 def summaries(repo) -> list[dict]:

@@ -144,7 +144,11 @@ def test_a_live_ibkr_bot_trades_through_ib_once_per_intent_and_resumes_without_r
     side = {o.id: o.side for o in repo.orders()}
     flows = sum(((-1 if side[f.order_id] == "buy" else 1) * f.amount * f.price - f.fee for f in fills), Decimal(0))
     assert Decimal(str(fake.cash)) - Decimal(str(cash_before)) == pytest.approx(flows, abs=Decimal("0.01"))
-    assert repo.events(CAPITAL_EVENT)[0].data == {"cash": "50000.0", "quote": "USD"}
+    assert repo.events(CAPITAL_EVENT)[0].data == {
+        "cash": "50000.0",
+        "quote": "USD",
+        "account": "ibkr account DU1234567",
+    }
     assert any(
         "LIVE TRADING on IBKR - account DU1234567 via TWS/IB Gateway at 127.0.0.1:7497 (usually TWS paper)" in line
         for line in said
@@ -234,6 +238,19 @@ def test_ibkr_reconcile_tolerance_lets_a_bot_trade_with_a_difference_within_it(t
     run_until(fake, tolerant, fake.now + 2 * MINUTE)  # the bot's own start-up reconciliation uses it too
     [at_start] = summaries(tolerant)[before:]
     assert at_start["can_trade"] is True and at_start["tolerance"] == "1"
+
+
+def test_a_live_bot_pointed_at_another_ib_account_is_refused_before_any_order(tmp_path: Path, db_url: str):
+    fake = make_fake()
+    run_until(fake, live_config(tmp_path, db_url), ORIGIN + 330 * MINUTE)
+    placed = len(fake.placed)
+    elsewhere = live_config(tmp_path, db_url, account="U7654321")  # the live login, same bot name
+    with pytest.raises(Fatal, match="has live history on ibkr account DU1234567") as refused:
+        run_until(fake, elsewhere, fake.now + 2 * MINUTE)
+    assert "this config trades on ibkr account U7654321" in str(refused.value)
+    assert "new `name:`" in str(refused.value)
+    assert len(fake.placed) == placed
+    assert len(repository(elsewhere).events(CAPITAL_EVENT)) == 1
 
 
 def test_live_on_ibkr_needs_its_own_confirmation_and_one_currency_but_no_keys(
