@@ -44,8 +44,9 @@ def reconcile_command(
     render(report)
     if accept_exchange_state and report.orders_need_a_person:
         out.print(
-            "[yellow]the exchange state was not accepted: first cancel (or restore the database of) the orders "
-            "above that need a person[/]"
+            "[yellow]the exchange state was not accepted: first sort out the orders above that need a person "
+            "(cancel an open one on the exchange; record the fills of one the exchange filled with `tradeforge db "
+            "record-fill`)[/]"
         )
     elif accept_exchange_state:
         out.print(f"exchange balances accepted as the truth (recorded at {report.accepted_at})")

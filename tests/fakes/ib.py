@@ -117,6 +117,7 @@ class FakeIB:
         self.connections = 0
         self.loop_thread = threading.get_ident()
         self._up_at: dt.datetime | None = None
+        self._new_day_when_up = False
         self._subscriptions: list[BarDataList] = []
         self._orders: list[_ServerOrder] = []
         self._session: dict[int, Trade] = {}  # permId -> the client's Trade
@@ -221,6 +222,8 @@ class FakeIB:
                 event.set()
         if self._up_at is not None and self.now >= self._up_at:
             self.listening, self._up_at = True, None
+            if self._new_day_when_up:
+                self.new_day()
         for server in list(self._orders):
             self._work(server)
         if self._held_reports:
@@ -271,11 +274,13 @@ class FakeIB:
         self._session = {}
         self.disconnectedEvent.emit()
 
-    def restart(self, down_for: float) -> None:
-        """TWS/Gateway goes away (its nightly restart) and accepts connections again after `down_for` s."""
+    def restart(self, down_for: float, *, new_day: bool = False) -> None:
+        """TWS/Gateway goes away (its nightly restart) and accepts connections again after `down_for` s;
+        with `new_day`, its execution list has started over by then (a restart across midnight)."""
         self._drop()
         self.listening = False
         self._up_at = self.now + dt.timedelta(seconds=down_for)
+        self._new_day_when_up = new_day
 
     def _require_connection(self) -> None:
         if threading.get_ident() != self.loop_thread:  # the real client fails: no event loop in this thread
@@ -360,7 +365,8 @@ class FakeIB:
         return server.order.clientId == self.client_id
 
     def _client_trade(self, server: _ServerOrder) -> Trade:
-        """A fresh client-side Trade for a server order (as ib_async builds from openOrder messages)."""
+        """A fresh client-side Trade for a server order, as ib_async builds from openOrder and
+        completedOrder messages: without a status log (no end time, no error messages)."""
         status = OrderStatus(
             orderId=server.order.orderId,
             status=server.status,
@@ -370,9 +376,8 @@ class FakeIB:
             permId=server.order.permId,
             clientId=server.order.clientId,
         )
-        log = [TradeLogEntry(self.now, server.status, server.reject_reason or "")]
         fills = [f for f in server.fills if f.execution.execId not in self._withheld]
-        return Trade(copy.copy(server.contract), copy.copy(server.order), status, fills, log)
+        return Trade(copy.copy(server.contract), copy.copy(server.order), status, fills, [])
 
     def placeOrder(self, contract: Contract, order: Order) -> Trade:
         self._require_connection()
@@ -562,8 +567,7 @@ class FakeIB:
 
     def reqCompletedOrders(self, apiOnly: bool) -> list[Trade]:
         """As ib_async builds them from completedOrder messages: the status only (filled 0) and no fills;
-        how much was filled is the order's `filledQuantity`. (The fake keeps the status log, so that an
-        order's end time is known.)"""
+        how much was filled is the order's `filledQuantity`; no status log, so no end time."""
         self._require_connection()
         completed = []
         for server in self._orders:
@@ -632,6 +636,10 @@ class FakeIB:
 
     def managedAccounts(self) -> list[str]:
         return [self.account]
+
+    def reqCurrentTime(self) -> dt.datetime:
+        self._require_connection()
+        return self.now
 
 
 def _as_datetime(date: dt.date | dt.datetime) -> dt.datetime:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -155,6 +155,8 @@ class IbkrVenue:
             _logger().warning("%s: no acknowledgement from IB (connection lost or timeout)", client_order_id)
             self.repository.mark_order(client_order_id, OrderStatus.UNKNOWN)
             return self.resolve(symbol, client_order_id)
+        if trade.orderStatus.status in _DONE:  # a market order filled at once: record it whole
+            self._await_reports(client_order_id, trade, [])
         return self._record(client_order_id, trade, raise_rejection=True)
 
     def _wait(self, done: Any) -> bool:
@@ -211,12 +213,18 @@ class IbkrVenue:
         return self._record(client_order_id, trade, fills)
 
     def _await_reports(self, client_order_id: str, trade: Any, fills: list[Any]) -> None:
-        """IB sends an execution's commission report just after it: wait for it (up to `order_timeout`), so
-        that the fill is recorded at this sync and reaches the strategy at the same candle as on a re-read."""
-        executions = [*(trade.fills if trade is not None else []), *fills]
-        if _reports_pending(executions) and not self._wait(lambda: not _reports_pending(executions)):
+        """IB sends an order's status, its executions and their commission reports as separate messages:
+        wait (up to `order_timeout`) until the executions of an ended order and their reports are in, so
+        that the fills are recorded at this sync and reach the strategy at the same candle as on a re-read."""
+
+        def complete() -> bool:
+            executions = [*(trade.fills if trade is not None else []), *fills]
+            return not _reports_pending(executions) and not _executions_behind(trade, executions)
+
+        if not complete() and not self._wait(complete):
             _logger().warning(
-                "%s: IB sent no commission report within %.0f s; the execution is recorded when it comes",
+                "%s: IB has not sent every execution and commission report within %.0f s; they are recorded "
+                "when they come",
                 client_order_id,
                 self.order_timeout,
             )
@@ -295,7 +303,7 @@ class IbkrVenue:
             venue_id = str(trade.order.permId or trade.orderStatus.permId or trade.order.orderId)
         elif executions:
             venue_id = str(next(iter(executions.values())).execution.permId)
-        raw = _raw(trade, stored.raw)
+        raw = _raw(trade, stored.raw, self._ib_now_ms)
         self.repository.mark_order(client_order_id, OrderStatus.OPEN, venue_order_id=venue_id, raw=raw)
         latest = _latest_revisions(executions.values())
         # Whatever revision this answer shows: one recorded first (.02) must not let an older one (.01) in.
@@ -329,8 +337,8 @@ class IbkrVenue:
             unrecorded = (
                 f"IB order {venue_id} is {ib_status} with {_dec(_ib_filled(trade, stored.amount))} filled, but "
                 f"the database holds {_dec(filled)} and IB does not list the executions (it lists the current "
-                "day's only): a person must record them from TWS's trade log or the account statement, or restore a "
-                "database backup that holds them; trading stays stopped until then"
+                "day's only): a person must record them from TWS's trade log or the account statement (`tradeforge "
+                "db record-fill`), or restore a database backup that holds them; trading stays stopped until then"
             )
             _logger().warning("%s: %s", client_order_id, unrecorded)
         elif ib_status in _DONE:
@@ -342,7 +350,10 @@ class IbkrVenue:
         self.repository.mark_order(client_order_id, status, venue_order_id=venue_id, raw=raw)
         if status == OrderStatus.REJECTED and raise_rejection:
             raise Rejected(f"{client_order_id}: IB rejected the order: {_last_message(trade)}")
-        return OrderState(client_order_id, status, filled, venue_id, new, unrecorded)
+        return OrderState(client_order_id, status, filled, venue_id, new, unrecorded, fills_pending=waiting > 0)
+
+    def _ib_now_ms(self) -> int:
+        return _ms(self.ib.reqCurrentTime())
 
     def _recorded_revisions(self, order_id: int) -> dict[str, str]:
         """The order's stored executions: IB's execution id without its revision -> the stored execId."""
@@ -412,6 +423,18 @@ def _has_report(fill: Any) -> bool:
 _DONE = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 
+def _executions_behind(trade: Any, executions: list[Any]) -> bool:
+    """An ended order of this session whose status counts more filled than the executions listed so
+    far (IB sends them as separate messages). Executions IB no longer lists (an earlier day's) look
+    the same: the wait for them ends at `order_timeout`."""
+    if trade is None or trade.orderStatus.status not in _DONE:
+        return False
+    listed = sum(
+        (_dec(f.execution.shares) for f in _latest_revisions(_by_exec_id(executions).values()).values()), Decimal(0)
+    )
+    return _ib_filled(trade, _dec(trade.order.totalQuantity)) > listed
+
+
 def _ib_filled(trade: Any, amount: Decimal) -> Decimal:
     """How much IB says the order filled: all of it once Filled; else its status's count, or (a completed
     order read after a restart, whose status carries none) the order's filledQuantity."""
@@ -447,9 +470,12 @@ def _last_message(trade: Any) -> str:
     return _rejection(trade) or (messages[-1] if messages else "no reason given")
 
 
-def _raw(trade: Any, stored: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What IB last said of the order, and when it ended it (`ended_ms`, the first time seen): the live
-    broker tells the strategy of a cancel only at the candle after it, on every re-read alike."""
+def _raw(trade: Any, stored: dict[str, Any] | None, now_ms: Callable[[], int]) -> dict[str, Any] | None:
+    """What IB last said of the order, and when it ended it (`ended_ms`, kept once known): the live
+    broker tells the strategy of a cancel only at the candle after it, on every re-read alike. An order
+    that ended while the bot was down comes without its status log (ib_async's completed orders): its
+    end is when it is first seen ended, IB's time now, so its cancel never reaches the strategy before
+    the fill of its OCA partner that caused it."""
     if trade is None:
         return stored
     status = trade.orderStatus
@@ -462,7 +488,7 @@ def _raw(trade: Any, stored: dict[str, Any] | None) -> dict[str, Any] | None:
     ended = (stored or {}).get("ended_ms")
     if ended is None and status.status in _DONE:
         times = [entry.time for entry in trade.log if entry.status in _DONE and entry.time is not None]
-        ended = _ms(times[0]) if times else None
+        ended = _ms(times[0]) if times else now_ms()
     if ended is not None:
         raw["ended_ms"] = ended
     return raw

@@ -347,9 +347,10 @@ class LiveBroker(bt.BrokerBase):
             return
         stored = self.repository.order(client_id)
         if stored is not None and stored.status not in TERMINAL_ORDER_STATUSES and not tracked.cancel_requested:
-            self.venue.cancel(tracked.symbol, client_id)
+            state = self.venue.cancel(tracked.symbol, client_id)
             tracked.cancel_requested = True
             self._fills_stale = True  # the confirmation may have recorded fills
+            self._checked(tracked, state)
         self._settle(tracked, None)
         # Without a terminal answer (IB: an execution still waiting for its commission report) the order
         # stays tracked: the candles' syncs deliver its late fills, then its end.
@@ -367,17 +368,32 @@ class LiveBroker(bt.BrokerBase):
             stored = self.repository.order(tracked.client_order_id)
             if stored is None or stored.status in TERMINAL_ORDER_STATUSES:
                 continue
-            while True:
-                try:
-                    state = self.venue.sync(tracked.symbol, tracked.client_order_id)
-                    break
-                except Temporary as exc:
-                    # The candle waits: delivering without this order's fills would let a re-read diverge.
-                    _logger().warning("%s: sync failed, retrying: %s", tracked.client_order_id, exc)
-                    if self.stop_event.wait(_SYNC_RETRY_SECONDS):
-                        raise
+            state = self._synced(tracked)
             if state.new_fills or state.status != stored.status:
                 self._fills_stale = True
+
+    def _synced(self, tracked: _Tracked) -> OrderState:
+        """The venue's answer once it has every fill of the order recorded. Until then the candle waits:
+        delivering without them would let a re-read diverge, and an exit would sell what is sold."""
+        assert tracked.client_order_id is not None
+        while True:
+            try:
+                state = self.venue.sync(tracked.symbol, tracked.client_order_id)
+                if not state.fills_pending:
+                    return self._checked(tracked, state)
+                problem = "the venue executed more than it has reported yet"
+            except Temporary as exc:
+                problem = f"sync failed: {exc}"
+            _logger().warning("%s: %s; retrying", tracked.client_order_id, problem)
+            if self.stop_event.wait(_SYNC_RETRY_SECONDS):
+                raise Temporary(f"{tracked.client_order_id}: stopped while waiting ({problem})")
+
+    def _checked(self, tracked: _Tracked, state: OrderState) -> OrderState:
+        """Stop trading on an order a person must sort out (the venue filled more than can be recorded),
+        and wait for fills the venue has not reported yet."""
+        if state.needs_person is not None:
+            raise Fatal(f"order {state.client_order_id}: {state.needs_person}")
+        return self._synced(tracked) if state.fills_pending else state
 
     def _stored_fills(self) -> dict[str, list[_StoredFill]]:
         """Stored fills by client order id, read incrementally (only rows newer than the last read)."""

@@ -167,7 +167,14 @@ class ReconcileReport:
                 f"({'off' if p.short_side else 'short'} by {plain(p.shortfall)}, tolerance {plain(self.tolerance)}): "
                 "trading stays stopped"
             )
-        if not self.can_trade:
+        if self.unrecorded:
+            lines.append(
+                "  a person must record the fills the exchange no longer lists, from its trade log or statement "
+                "(`tradeforge db record-fill --config <bot.yaml> --order ID ...`), or restore a database backup that "
+                "holds them; accepting the exchange's state cannot, since the bot would trade on a position it never "
+                "received"
+            )
+        elif not self.can_trade:
             lines.append(
                 "  a person must decide: fix the account, or run `tradeforge reconcile --config <bot.yaml> "
                 "--accept-exchange-state` to take the exchange's balances as the truth (recorded, history kept)"
@@ -312,6 +319,8 @@ def positions(venue: Venue, symbols: list[str]) -> list[PositionCheck]:
         held[settlement.asset] = held.get(settlement.asset, Decimal(0)) + settlement.held(
             side, amount, price, fee, fee_currency
         )
+    for settlement in settlements.values():  # with no fills too: the account may be short it already
+        held.setdefault(settlement.asset, Decimal(0))
     holdings = venue.holdings()
     return [PositionCheck(asset, amount, holdings.get(asset, Decimal(0))) for asset, amount in sorted(held.items())]
 

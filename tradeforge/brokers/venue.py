@@ -24,8 +24,11 @@ class OrderState:
     venue_order_id: str | None = None
     new_fills: int = 0
     # Why a person must decide about it (the venue says it filled more than the database can record):
-    # reconciliation stops trading with this explanation.
+    # reconciliation, and a running bot, stop trading with this explanation.
     needs_person: str | None = None
+    # The venue executed more than is recorded yet (IB: a commission report still to come): acting
+    # before those fills are in would trade on a position the account no longer has.
+    fills_pending: bool = False
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,12 @@ def reconcile_or_stop(
     report = reconcile(venue, symbols, tolerance)
     summary = report.summary()
     say(f"startup reconciliation: {summary}")
+    if report.unrecorded:
+        raise Fatal(
+            f"startup reconciliation: trading cannot start.\n{summary}\n"
+            f"Record the missing fills with `tradeforge db record-fill --config {config_hint} ...`, check with "
+            f"`tradeforge reconcile --config {config_hint}`, then start again"
+        )
     if not report.can_trade:
         raise Fatal(
             f"startup reconciliation: trading cannot start.\n{summary}\n"

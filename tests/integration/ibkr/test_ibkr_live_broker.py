@@ -21,6 +21,7 @@ from tradeforge.engine.journal import RepositoryJournal
 from tradeforge.feeds.candles import Candles
 from tradeforge.feeds.ibkr import IbkrFeed
 from tradeforge.persistence.models import OrderStatus
+from tradeforge.resilience.errors import Fatal
 
 WARMUP = 25  # back-filled bars; the last one is the first the script acts on
 CAPITAL = 50_000.0
@@ -178,3 +179,58 @@ def test_a_fill_whose_commission_report_outlasts_the_cancel_reaches_the_strategy
 def bought_id(venue: IbkrVenue) -> str:
     [order] = venue.repository.orders()
     return order.client_order_id
+
+
+def test_a_fill_whose_commission_report_is_late_reaches_the_strategy_before_it_decides_again(
+    fake: FakeIB, venue: IbkrVenue
+):
+    """The target fills at IB at once, but its commission report comes long after ibkr.order_timeout:
+    the next candle waits for it, so the strategy's exit sees the position already closed and sells
+    nothing twice."""
+
+    def protect_with_a_marketable_target(s: Scripted) -> None:
+        fake.commission_delay = 80.0  # after the next bar closed (60 s) and its sync and cancel waited (5 s each)
+        place("stop", side="sell", size=300, exectype=bt.Order.Stop, price=s.data.close[0] * 0.5, role="protective")(s)
+        target = s.data.close[0] * 0.9  # below the market: IB fills it at once
+        place("target", side="sell", size=300, exectype=bt.Order.Limit, price=target, role="protective", oco="stop")(s)
+
+    def exit_whatever_is_held(s: Scripted) -> None:
+        s.cancel(s.orders["stop"])
+        s.cancel(s.orders["target"])
+        exit_order = s.close()  # sells only what the strategy still holds
+        if exit_order is not None:
+            s.orders["exit"] = exit_order
+
+    script = {
+        WARMUP: place("entry", size=300, role="entry"),
+        WARMUP + 1: protect_with_a_marketable_target,
+        WARMUP + 2: exit_whatever_is_held,
+    }
+    strategy, broker = run(fake, venue, script, until="", bars=WARMUP + 5)
+    assert len(fake.placed) == 3  # entry, stop, target: no second sell
+    assert sum(p.position for p in fake.positions()) == 0
+    assert strategy.completed_at["target"] == WARMUP + 2  # delivered before the exit decided
+    assert [o.orderRef for o in fake.placed] == [o.client_order_id for o in venue.repository.orders()]
+    assert broker.getposition(strategy.data).size == 0
+
+
+def test_a_target_filled_while_ib_was_down_across_midnight_stops_the_running_bot_naming_the_order(
+    fake: FakeIB, venue: IbkrVenue
+):
+    """IB's execution list started over while the connection was down, so the target's fill cannot be
+    recorded: the bot stops (it would otherwise re-protect shares it no longer holds)."""
+
+    def protect_then_lose_ib(s: Scripted) -> None:
+        target = s.data.close[0] + 1  # the market rises through it about 2 minutes later
+        place("target", side="sell", size=300, exectype=bt.Order.Limit, price=target, role="protective")(s)
+        fake.restart(down_for=300, new_day=True)
+
+    script = {WARMUP: place("entry", size=300, role="entry"), WARMUP + 1: protect_then_lose_ib}
+    with pytest.raises(Fatal, match="does not list the executions") as stopped:
+        run(fake, venue, script, until="", bars=WARMUP + 20)
+    [target] = [o for o in venue.repository.orders() if o.role == "protective"]
+    assert str(stopped.value).startswith(f"order {target.client_order_id}: IB order")
+    assert "tradeforge db record-fill" in str(stopped.value)
+    assert target.status == OrderStatus.UNKNOWN
+    assert len(fake.placed) == 2  # entry and target: nothing sent once IB's word was lost
+    assert sum(p.position for p in fake.positions()) == 0

@@ -39,7 +39,8 @@ def test_restart_after_fill_during_downtime_records_fill_once(fake: FakeIB, venu
     assert states[never_sent].status == OrderStatus.LOST and not fake.placed[2:]  # looked up, never sent
     assert report.foreign == [f"ib-{foreign.permId}"] and not report.unknown_ours
     assert report.can_trade and [(p.asset, p.from_fills, p.balance) for p in report.positions] == [
-        ("AAPL", Decimal(0), Decimal(0))
+        ("AAPL", Decimal(0), Decimal(0)),
+        ("EURUSD", Decimal(0), Decimal(0)),  # every contract is checked, traded or not
     ]
     assert len(repository.fills()) == 2
     again = reconcile(restarted_venue(fake, repository))  # a second restart changes nothing
@@ -131,3 +132,39 @@ def test_an_older_revision_of_a_recorded_correction_is_never_recorded_as_a_new_f
     reconcile(restarted_venue(fake, repository))
     [fill] = repository.fills()
     assert fill.venue_trade_id == corrected.execution.execId and repository.order(client_id).filled == Decimal(30)
+
+
+def test_a_short_the_account_holds_in_a_contract_the_bot_never_traded_stops_trading(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.add_foreign_order(venue.contracts["AAPL"].contract, "SELL", 100, 1)  # a person's short, before any fill
+    fake.sleep(2)
+    report = reconcile(restarted_venue(fake, repository))
+    assert not report.can_trade  # the bot's first buy would close it, and its exit re-open it
+    [mismatch] = report.mismatches
+    assert (mismatch.asset, mismatch.from_fills, mismatch.balance) == ("AAPL", Decimal(0), Decimal(-100))
+
+
+def test_an_oca_partner_canceled_while_the_bot_was_down_ends_when_first_seen_not_before_its_fill(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    bought = place(venue, intent(amount="10"))
+    venue.sync("AAPL", bought)
+    price = fake.price()
+    stop = place(venue, intent("sell", "10", "stop", stop=f"{price - 20:.2f}", trade_id=1, role="protective"))
+    target = place(venue, intent("sell", "10", "limit", price=f"{price + 1:.2f}", trade_id=1, role="protective"))
+    fake.disconnect()  # the bot is down while the target fills and IB cancels the stop (one OCA group)
+    fake.sleep(1800)
+    back = fake.now
+
+    report = reconcile(restarted_venue(fake, repository))
+    assert report.can_trade
+    assert repository.order(target).status == OrderStatus.FILLED
+    assert repository.order(stop).status == OrderStatus.CANCELED
+    # ib_async's completed orders carry no status log: the cancel's end is IB's time when first seen,
+    # never missing (a missing end would reach the strategy before the target's fill).
+    [target_fill] = [f for f in repository.fills() if f.order_id == repository.order(target).id]
+    ended_ms = repository.order(stop).raw["ended_ms"]
+    assert ended_ms >= round(back.timestamp() * 1000) > target_fill.time.timestamp() * 1000
+    reconcile(restarted_venue(fake, repository))
+    assert repository.order(stop).raw["ended_ms"] == ended_ms  # kept once known

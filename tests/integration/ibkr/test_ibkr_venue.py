@@ -230,11 +230,22 @@ def test_a_cancel_after_a_partial_fill_waits_for_its_commission_report_before_it
     assert (fill.amount, fill.fee) == (Decimal(30), Decimal(1))
 
 
-def test_a_sync_waits_briefly_for_a_commission_report_that_is_on_its_way(
+def test_an_order_filled_at_once_is_recorded_with_the_commission_report_on_its_way(
     fake: FakeIB, venue: IbkrVenue, repository: Repository
 ):
     fake.commission_delay = 2  # well within ibkr.order_timeout
     client_id = place(venue, intent())
-    assert repository.order(client_id).status == OrderStatus.OPEN  # executed, its report not in yet
+    assert repository.order(client_id).status == OrderStatus.FILLED
+    assert [f.fee for f in repository.fills()] == [Decimal(1)]
+
+
+def test_a_sync_waits_briefly_for_a_commission_report_that_is_on_its_way(
+    fake: FakeIB, venue: IbkrVenue, repository: Repository
+):
+    fake.commission_delay, fake.partial_fill = 2, 60  # well within ibkr.order_timeout
+    client_id = repository.record_intent(venue.check(intent(), Decimal(100))).client_order_id
+    sent = venue.send("AAPL", client_id)
+    assert sent.status == OrderStatus.OPEN and sent.fills_pending  # 60 executed, the report not in yet
     state = venue.sync("AAPL", client_id)
-    assert state.status == OrderStatus.FILLED and [f.fee for f in repository.fills()] == [Decimal(1)]
+    assert state.status == OrderStatus.FILLED and not state.fills_pending
+    assert [(f.amount, f.fee) for f in repository.fills()] == [(Decimal(60), Decimal(1)), (Decimal(40), Decimal(1))]
