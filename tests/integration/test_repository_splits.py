@@ -212,3 +212,17 @@ def test_a_split_ratio_with_more_decimals_than_stored_is_refused(repo: Repositor
     with pytest.raises(ValueError, match="more than 18 decimals"):
         repo.record_split("XYZ", SPLIT, Decimal(repr(1 / 300)), Decimal(0), {})
     assert repo.splits() == []
+
+
+def test_a_split_with_two_open_trades_on_the_symbol_is_refused_naming_them(repo: Repository) -> None:
+    # Direction both: a long still partly open while a short entry has filled. One split row converts one
+    # trade; converting only the first found would derive the other on the old basis.
+    long = repo.record_intent(OrderIntent(None, "AAPL", "buy", "market", "entry", Decimal(10)))
+    repo.record_fill(long.client_order_id, FillReport("f1", Decimal(10), Decimal(400), BOUGHT))
+    short = repo.record_intent(OrderIntent(None, "AAPL", "sell", "market", "entry", Decimal(5)))
+    repo.record_fill(short.client_order_id, FillReport("f2", Decimal(5), Decimal(410), BOUGHT))
+    assert long.trade_id != short.trade_id
+    with pytest.raises(IntegrityProblem, match=f"trades {long.trade_id}, {short.trade_id} all open on AAPL"):
+        repo.record_split("AAPL", SPLIT, Decimal(4), Decimal(20), {})
+    assert repo.splits() == [] and repo.events("split") == []
+    assert sorted(t.amount for t in repo.trades()) == [5, 10]

@@ -760,14 +760,27 @@ class Repository:
                     )
                 self._drop_splits()  # recorded by an attempt whose reply was lost: the cache may not know it
                 return False
-            trade = session.scalar(
-                select(Trade).where(
+            open_trades = session.scalars(
+                select(Trade)
+                .where(
                     Trade.bot_id == self.bot_id,
                     Trade.symbol == symbol,
                     Trade.status == TradeStatus.OPEN,
                     _nonzero(_TRADES.c.amount),
                 )
-            )
+                .order_by(Trade.id)
+            ).all()
+            if len(open_trades) > 1:
+                # The record converts one trade's position; converting only one would derive the other on
+                # the old basis, and the broker's one net position cannot be split between them.
+                ids = ", ".join(str(t.id) for t in open_trades)
+                raise IntegrityProblem(
+                    f"the {symbol} split at the {time:%Y-%m-%d %H:%M} candle finds trades {ids} all open on {symbol}; "
+                    "a split converts the one open trade of a symbol, so nothing was recorded or converted and the "
+                    "bot stops. A split with two open trades on a symbol (direction both, an exit partly filled when "
+                    "the next entry filled) is not supported: the bot cannot go on past this candle"
+                )
+            trade = open_trades[0] if open_trades else None
             before = abs(trade.amount) if trade is not None else _ZERO
             now = self.clock()
             split = Split(
