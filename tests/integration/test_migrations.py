@@ -4,10 +4,12 @@ newest schema and back, refusing an out-of-date database, and matching models.py
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from tradeforge.cli_db import db_app
 from tradeforge.persistence import migrate
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.models import Base
+from tradeforge.persistence.repository import OrderIntent, Repository
 from tradeforge.resilience.errors import Fatal
 
 SCRIPT = Path(sys.executable).parent / "tradeforge"
@@ -138,6 +141,46 @@ def test_downgrade_from_head_to_each_earlier_revision_and_up_again(db_engine: En
     assert migrate.current_revision(db_engine) == (None if start == "base" else start)
     migrate.upgrade(db_engine)
     assert _differences(db_engine) == []
+
+
+@pytest.mark.parametrize("target", ["0005_splits", "0004_strategy_snapshots", "base"])
+def test_downgrade_below_the_splits_is_refused_while_splits_are_recorded(db_engine: Engine, target: str) -> None:
+    # A split converted its orders in place: going back would drop its record and leave them converted.
+    migrate.upgrade(db_engine)
+    repository = Repository.attach(db_engine, "split-bot", "hash", "paper")
+    entry = repository.record_intent(OrderIntent(None, "AAPL", "buy", "limit", "entry", Decimal(10), Decimal(400)))
+    time = dt.datetime(2020, 8, 31, tzinfo=dt.UTC)
+    assert repository.record_split("AAPL", time, Decimal(4), Decimal(0), {entry.client_order_id: Decimal(40)})
+    with pytest.raises(Fatal, match=r"holds 1 recorded stock split.*Restore a backup") as raised:
+        migrate.downgrade(db_engine, target)
+    assert "taken before it was upgraded to 0006_split_orders" in str(raised.value)
+    assert migrate.current_revision(db_engine) == migrate.head_revision()  # nothing was dropped
+    assert _differences(db_engine) == []
+    assert [(s.symbol, s.converted_orders) for s in repository.splits()] == [("AAPL", [entry.client_order_id])]
+    order = repository.order(entry.client_order_id)
+    assert order is not None and (order.amount, order.intent_amount) == (40, 10)
+
+
+def test_downgrade_from_0005_is_refused_while_splits_are_recorded(db_engine: Engine) -> None:
+    migrate.upgrade(db_engine, "0005_splits")
+    with db_engine.begin() as connection:  # a split recorded by the tradeforge of 0005
+        connection.execute(
+            text(
+                "INSERT INTO bot_instances (id, name, config_hash, mode, status, client_id_prefix, order_sequence) "
+                "VALUES (1, 'split-bot', 'hash', 'paper', 'stopped', 'tf', 0)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO splits (bot_id, symbol, time, ratio, position_before, position_after, recorded_at) "
+                "VALUES (1, 'AAPL', :time, '4', '0', '0', :time)"
+            ),
+            {"time": dt.datetime(2020, 8, 31, tzinfo=dt.UTC)},
+        )
+    with pytest.raises(Fatal, match=r"holds 1 recorded stock split.*taken before it was upgraded to 0005_splits"):
+        migrate.downgrade(db_engine, "0004_strategy_snapshots")
+    assert migrate.current_revision(db_engine) == "0005_splits"
+    assert "intent_amount" in {c["name"] for c in inspect(db_engine).get_columns("orders")}
 
 
 def test_upgrade_to_an_unknown_revision_is_fatal_and_names_it(db_engine: Engine) -> None:

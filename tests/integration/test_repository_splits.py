@@ -12,9 +12,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
+from tradeforge.brokers.paper import amount_of
 from tradeforge.persistence import migrate
 from tradeforge.persistence.models import OrderStatus, TradeStatus
-from tradeforge.persistence.repository import FillReport, IntegrityProblem, OrderIntent, Repository
+from tradeforge.persistence.repository import (
+    FillReport,
+    IntegrityProblem,
+    OrderIntent,
+    Repository,
+    filled_after_split,
+    split_ratio,
+)
 
 UTC = dt.UTC
 BOUGHT, SPLIT, SOLD = (dt.datetime(2020, 8, day, tzinfo=UTC) for day in (20, 31, 31))
@@ -171,3 +179,50 @@ def test_a_trade_list_read_before_a_split_does_not_hide_it_from_later_fills(repo
     (trade,) = restarted.trades()
     assert (trade.amount, trade.status) == (0, TradeStatus.CLOSED)
     assert restarted.integrity_problems() == []
+
+
+def test_a_reverse_split_replayed_after_a_restart_is_not_refused_and_db_check_agrees(repo: Repository) -> None:
+    # 1:300: repr(1 / 300) has 19 decimals, one more than PostgreSQL's NUMERIC(36, 18) keeps. The ratio the run
+    # converts with must be the one stored, or the restart's replay of the split is refused ("the candles or
+    # the strategy changed") and `db check` converts the earlier fills with another ratio than the run did.
+    ratio = split_ratio(1 / 300)
+    assert ratio == Decimal("0.003333333333333334")
+    entry = repo.record_intent(OrderIntent(None, "XYZ", "buy", "market", "entry", Decimal(300)))
+    repo.record_fill(entry.client_order_id, FillReport("f1", Decimal(120), Decimal("0.5"), BOUGHT))
+    after = amount_of(120 * (1 / 300))  # as the paper broker converts its float position
+    converted = {entry.client_order_id: amount_of(300 * (1 / 300))}
+    assert repo.record_split("XYZ", SPLIT, ratio, after, converted)
+    assert repo.integrity_problems() == []
+
+    restarted = Repository(repo.engine, repo.bot_id, repo.prefix)
+    assert not restarted.record_split("XYZ", SPLIT, ratio, after, converted)  # the replay finds it as it was
+    (split,) = restarted.splits()
+    assert split.ratio == ratio
+    order = restarted.order(entry.client_order_id)
+    assert order is not None and order.filled == filled_after_split(Decimal(120), ratio)
+    assert restarted.integrity_problems() == []
+    rest = order.amount - order.filled
+    restarted.record_fill(entry.client_order_id, FillReport("f2", rest, Decimal(150), SOLD))
+    done = restarted.order(entry.client_order_id)
+    assert done is not None and (done.filled, done.status) == (done.amount, OrderStatus.FILLED)
+    assert restarted.integrity_problems() == []
+
+
+def test_a_split_ratio_with_more_decimals_than_stored_is_refused(repo: Repository) -> None:
+    with pytest.raises(ValueError, match="more than 18 decimals"):
+        repo.record_split("XYZ", SPLIT, Decimal(repr(1 / 300)), Decimal(0), {})
+    assert repo.splits() == []
+
+
+def test_a_split_with_two_open_trades_on_the_symbol_is_refused_naming_them(repo: Repository) -> None:
+    # Direction both: a long still partly open while a short entry has filled. One split row converts one
+    # trade; converting only the first found would derive the other on the old basis.
+    long = repo.record_intent(OrderIntent(None, "AAPL", "buy", "market", "entry", Decimal(10)))
+    repo.record_fill(long.client_order_id, FillReport("f1", Decimal(10), Decimal(400), BOUGHT))
+    short = repo.record_intent(OrderIntent(None, "AAPL", "sell", "market", "entry", Decimal(5)))
+    repo.record_fill(short.client_order_id, FillReport("f2", Decimal(5), Decimal(410), BOUGHT))
+    assert long.trade_id != short.trade_id
+    with pytest.raises(IntegrityProblem, match=f"trades {long.trade_id}, {short.trade_id} all open on AAPL"):
+        repo.record_split("AAPL", SPLIT, Decimal(4), Decimal(20), {})
+    assert repo.splits() == [] and repo.events("split") == []
+    assert sorted(t.amount for t in repo.trades()) == [5, 10]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from restart_helpers import recorded, stop_after
+from sqlalchemy import update
 
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.restart import snapshots_supported
@@ -18,6 +19,7 @@ from tradeforge.engine.runtime import run_bot
 from tradeforge.feeds.candles import to_ns
 from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
+from tradeforge.persistence.models import StrategySnapshot
 from tradeforge.persistence.repository import Repository
 from tradeforge.strategies.base import Strategy
 from tradeforge.strategies.library.presets import PRESETS
@@ -108,6 +110,38 @@ def test_a_restart_plays_candles_from_its_snapshot_on_with_the_window_before_it_
     # decisions read `window` candles) comes from the stored candles in one piece.
     assert len(times) == 1 + after
     assert times[0] == to_ns(snapshot.time)
+
+
+def as_version_2(state: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot in the shape version 2 stored it: no entry or exit order per book, each resting order's
+    place as a `rank` in the broker's one queue (no `queue`)."""
+    books = {}
+    for symbol, book in state["strategy"]["books"].items():
+        old = {k: v for k, v in book.items() if k not in ("entry_order", "exit_order")}
+        if old.get("open"):
+            protective = [{k: v for k, v in o.items() if k != "queue"} for o in old["open"]["protective"]]
+            old["open"] = {**old["open"], "protective": protective}
+        books[symbol] = old
+    return {**state, "version": 2, "strategy": {**state["strategy"], "books": books}}
+
+
+def test_a_snapshot_of_another_version_is_ignored_and_the_restart_replays_everything(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tradeforge.sqlite'}"
+    config = bot(url, tmp_path)
+    first = run_bot(config, "bot.yaml", say=lambda _: None)
+    engine = make_engine(url)
+    snapshot = Repository.attach(engine, "snapshot-bot", "", "paper").latest_snapshot()
+    assert snapshot is not None
+    with engine.begin() as connection:  # as a tradeforge before the shape changed left it
+        connection.execute(
+            update(StrategySnapshot)
+            .where(StrategySnapshot.bot_id == snapshot.bot_id)
+            .values(state=as_version_2(snapshot.state))
+        )
+
+    outcome = run_bot(config, "bot.yaml", say=lambda _: None)  # nothing new: re-reads every candle
+    assert len(outcome.result.equity_times) == len(first.result.equity_times)
+    assert recorded(url, "snapshot-bot")["recoveries"][-1]["snapshot"] is None
 
 
 class Streak(Cooldown):

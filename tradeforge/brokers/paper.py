@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import backtrader as bt
 
 from tradeforge.brokers.simulated import SimulatedBroker
-from tradeforge.persistence.repository import filled_after_split
+from tradeforge.persistence.repository import filled_after_split, split_ratio
 
 _TYPES = {
     bt.Order.Market: "market",
@@ -123,7 +123,7 @@ class PaperBroker(SimulatedBroker):
         basis with it, as the repository converts the order's filled amount, so that its next fills are
         journalled as the difference on the new basis."""
         orders = super().apply_split(data, ratio)
-        factor = Decimal(repr(ratio))
+        factor = split_ratio(ratio)  # as the repository records it
         for order in orders:
             if order.info.get("journalled"):
                 order.info.journalled = filled_after_split(order.info.journalled, factor)

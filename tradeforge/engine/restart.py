@@ -43,7 +43,7 @@ from tradeforge.strategies.mixins.sizing import SIZINGS
 from tradeforge.strategies.params import Mixin
 
 SNAPSHOT_EVERY = 50  # candles between snapshots: a restart re-reads at most this many (+ the window)
-SNAPSHOT_VERSION = 2  # bump when the state's shape changes: older snapshots are then ignored
+SNAPSHOT_VERSION = 3  # bump when the state's shape changes: older snapshots are then ignored (full replay)
 _BACKTRADER_BASES = frozenset(bt.Strategy.__mro__)
 _COLUMNS = ("open", "high", "low", "close", "volume")
 _BUILT_IN_MIXINS: frozenset[type] = frozenset((*ENTRIES, *EXITS, *SIZINGS, *FILTERS, *PROTECTIONS))

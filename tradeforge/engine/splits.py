@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any
 
 from tradeforge.brokers.paper import amount_of
 from tradeforge.brokers.simulated import SimulatedBroker
 from tradeforge.engine.outage import Persist
 from tradeforge.feeds.splits import Split
-from tradeforge.persistence.repository import Repository
+from tradeforge.persistence.repository import Repository, split_ratio
 from tradeforge.resilience.errors import Fatal
 
 
@@ -48,7 +47,7 @@ class SplitHandler:
             if order.info.get("client_order_id") is not None
         }
         time = dt.datetime.fromtimestamp(split.candle_ns // 1_000_000_000, dt.UTC)
-        ratio = Decimal(repr(split.ratio))
+        ratio = split_ratio(split.ratio)  # the decimal the paper broker converted with
         recorded = self.persist(
             lambda: self.repository.record_split(feed.symbol, time, ratio, amount_of(after), converted),
             f"recording the {feed.symbol} split",

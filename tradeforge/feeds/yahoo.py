@@ -685,14 +685,15 @@ class YahooFeed(PolledFeed):
 
     def _note_splits(self, chart: Chart, page: Candles, last_ns: int) -> None:
         """Store the splits that take effect after the bot's last candle, at the first candle of `page` on
-        the new basis (a split whose first such candle is not closed yet is noted when it is)."""
+        the new basis (a split whose first such candle is not closed yet is noted when it is). Noted with Yahoo's
+        date of the split, so that noting it again at another candle replaces the first note (SplitLog.add)."""
         for at, ratio in chart.splits:
             if at <= last_ns:
                 continue  # the candles the bot holds were served on this basis already
             after = page.timestamp[page.timestamp >= at]
             if not len(after):
                 continue
-            self.splits.add(Split(int(after[0]), ratio))
+            self.splits.add(Split(int(after[0]), ratio, at))
 
     def _delivered_row(self, row: tuple[float, ...]) -> None:
         for split in self.splits.splits:

@@ -744,7 +744,9 @@ class Repository:
         amount; the amount first asked for is kept in `intent_amount`, their prices divided by `ratio`, what of
         them had filled converted by `filled_after_split`, as the paper broker converts what it journalled),
         and the open trade re-derived on the new basis. Idempotent: a restart replaying the split changes
-        nothing (False)."""
+        nothing (False). `ratio` comes from `split_ratio` (at most 18 decimals, as stored)."""
+        if ratio != ratio.quantize(_PRICE_SCALE, context=_WIDE):
+            raise ValueError(f"split ratio {ratio} has more than 18 decimals: pass it through split_ratio")
         known = self._splits_by_trade()
         with self._tx() as session:
             stored = session.scalar(select(Split).where(*_this_split(self.bot_id, symbol, time)))
@@ -758,14 +760,27 @@ class Repository:
                     )
                 self._drop_splits()  # recorded by an attempt whose reply was lost: the cache may not know it
                 return False
-            trade = session.scalar(
-                select(Trade).where(
+            open_trades = session.scalars(
+                select(Trade)
+                .where(
                     Trade.bot_id == self.bot_id,
                     Trade.symbol == symbol,
                     Trade.status == TradeStatus.OPEN,
                     _nonzero(_TRADES.c.amount),
                 )
-            )
+                .order_by(Trade.id)
+            ).all()
+            if len(open_trades) > 1:
+                # The record converts one trade's position; converting only one would derive the other on
+                # the old basis, and the broker's one net position cannot be split between them.
+                ids = ", ".join(str(t.id) for t in open_trades)
+                raise IntegrityProblem(
+                    f"the {symbol} split at the {time:%Y-%m-%d %H:%M} candle finds trades {ids} all open on {symbol}; "
+                    "a split converts the one open trade of a symbol, so nothing was recorded or converted and the "
+                    "bot stops. A split with two open trades on a symbol (direction both, an exit partly filled when "
+                    "the next entry filled) is not supported: the bot cannot go on past this candle"
+                )
+            trade = open_trades[0] if open_trades else None
             before = abs(trade.amount) if trade is not None else _ZERO
             now = self.clock()
             split = Split(
@@ -1126,6 +1141,13 @@ def _by_trade(rows: Iterable[Any]) -> dict[int, list[SplitBasis]]:
     for trade_id, time, ratio, before, after in rows:
         found.setdefault(trade_id, []).append(SplitBasis(time, Decimal(ratio), Decimal(before), Decimal(after)))
     return found
+
+
+def split_ratio(ratio: float) -> Decimal:
+    """A split's ratio (a float from Yahoo) as the decimal the paper broker, `record_split` and
+    `filled_after_split` all use: 18 decimals, as NUMERIC(36, 18) stores it (repr(1 / 300) has 19, which
+    PostgreSQL would round, so that a replay or `db check` met another ratio than the run used)."""
+    return Decimal(repr(float(ratio))).quantize(_PRICE_SCALE, context=_WIDE)
 
 
 def filled_after_split(filled: Decimal, ratio: Decimal) -> Decimal:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.yahoo import RECORDINGS
+from fakes.yahoo import RECORDINGS, Fault
 
 from tradeforge.config.schema import BotConfig
 from tradeforge.engine.feeds import live_store
@@ -24,6 +24,7 @@ from tradeforge.persistence.database import make_engine
 from tradeforge.persistence.migrate import upgrade
 from tradeforge.persistence.models import OrderStatus, TradeStatus
 from tradeforge.persistence.repository import Repository
+from tradeforge.resilience.errors import Temporary
 
 UTC = dt.UTC
 START = dt.datetime(2020, 8, 3, 12, tzinfo=UTC)  # a Monday, before the open
@@ -285,4 +286,35 @@ def test_an_entry_partly_filled_at_the_split_fills_the_rest_on_the_new_basis(cli
     sold = sum((o.filled for o in orders if o.side == "sell"), Decimal(0))
     assert sold, "the comparison needs the position sold from after the split"
     assert trade.amount == entry.amount - sold  # no phantom shares
+    assert repository.integrity_problems() == []
+
+
+def test_a_split_noted_by_a_start_that_failed_is_applied_once_at_the_candle_kept(client, yahoo, clock, tmp_path):
+    """A start whose back-fill of AAPL noted the split (Yahoo then without the split-day candle: at 1 September)
+    fails on SHV's back-fill, so AAPL's candles are not kept. The next start, Yahoo serving the split-day candle
+    again, notes the same split at 31 August: it replaces the first note, and the position is converted once."""
+    config = bot_config(tmp_path, "failed-start", None)
+    config.data.symbols = ["AAPL", "SHV"]
+    clock.now = START
+    run_paper_bot(config, client, clock, dt.datetime(2020, 8, 27, 12, tzinfo=UTC))  # before the split
+
+    clock.now = dt.datetime(2020, 9, 2, 12, tzinfo=UTC)
+    yahoo.as_of["AAPL"] = "split_day_missing"
+    yahoo.inject("/SHV", Fault.server_error(), times=10)
+    with pytest.raises(Temporary):
+        run_paper_bot(config, client, clock, dt.datetime(2020, 9, 4, 12, tzinfo=UTC))
+    log = SplitLog.beside(live_store(config), "yahoo", "AAPL", "1d")
+    assert [s.candle_ns for s in log.splits] == [int(dt.datetime(2020, 9, 1, tzinfo=UTC).timestamp()) * 10**9]
+
+    yahoo.as_of.clear()
+    yahoo._faults.clear()
+    run_paper_bot(config, client, clock, END)
+    log = SplitLog.beside(live_store(config), "yahoo", "AAPL", "1d")
+    assert [s.candle_ns for s in log.splits] == [int(SPLIT.timestamp()) * 10**9]
+    repository = repository_of(config)
+    split, trade, orders = the_split_trade(repository)
+    assert (split.time, split.ratio) == (SPLIT, Decimal(4))
+    entry = next(o for o in orders if o.role == "entry")
+    assert split.position_before == entry.amount and near(split.position_after, entry.amount * 4)
+    assert trade.status == TradeStatus.CLOSED and trade.amount == 0
     assert repository.integrity_problems() == []

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util.exc import CommandError
 
 revision: str = "0005_splits"
 down_revision: str | Sequence[str] | None = "0004_strategy_snapshots"
@@ -48,7 +49,21 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _refuse_with_splits()
     with op.batch_alter_table("orders") as batch:
         batch.drop_column("intent_amount")
     op.drop_index(op.f("ix_splits_trade_id"), table_name="splits")
     op.drop_table("splits")
+
+
+def _refuse_with_splits() -> None:
+    """A recorded split converted its orders' amounts, prices and filled amounts in place: dropping the
+    splits table and `intent_amount` would leave them converted with nothing saying so. Only a database
+    without splits goes back."""
+    count = op.get_bind().execute(sa.text("SELECT count(*) FROM splits")).scalar_one()
+    if count:
+        raise CommandError(
+            f"the splits table holds {count} recorded stock split(s) whose orders were converted in place; "
+            "going below 0005_splits would drop them and leave those orders converted. Restore a backup of the "
+            "database taken before it was upgraded to 0005_splits instead"
+        )

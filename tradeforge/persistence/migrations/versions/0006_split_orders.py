@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util.exc import CommandError
 
 revision: str = "0006_split_orders"
 down_revision: str | Sequence[str] | None = "0005_splits"
@@ -26,5 +27,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _refuse_with_splits()
     with op.batch_alter_table("splits") as batch:
         batch.drop_column("converted_orders")
+
+
+def _refuse_with_splits() -> None:
+    """A recorded split converted its orders' amounts, prices and filled amounts in place: dropping the
+    list of the orders each split converted would leave `db check` unable to tell them apart. Only a
+    database without splits goes back."""
+    count = op.get_bind().execute(sa.text("SELECT count(*) FROM splits")).scalar_one()
+    if count:
+        raise CommandError(
+            f"the splits table holds {count} recorded stock split(s) whose orders were converted in place; "
+            "going below 0006_split_orders would drop the list of the orders they converted. Restore a backup of "
+            "the database taken before it was upgraded to 0006_split_orders (below 0005_splits: before that "
+            "upgrade) instead"
+        )
