@@ -65,7 +65,7 @@ class Fault:
     """What to do to one request instead of (or after) answering it normally."""
 
     status: int | None = None  # answer with this HTTP status
-    body: dict[str, Any] | None = None
+    body: dict[str, Any] | list[Any] | None = None
     retry_after: int | None = None  # seconds, as a Retry-After header
     hang: float | None = None  # sleep this long before answering (the client times out first)
     after: bool = False  # process the request first, then lose the response (status or hang)
@@ -630,7 +630,7 @@ class FakeBinance:
             return web.json_response(
                 {"code": -1007, "msg": "Timeout waiting for response from backend server."}, status=504
             )
-        return web.json_response(fault.body or {}, status=fault.status, headers=headers)
+        return web.json_response(fault.body if fault.body is not None else {}, status=fault.status, headers=headers)
 
     def _check_signed(self, request: web.Request, raw: str, params: dict[str, str]) -> None:
         if request.headers.get("X-MBX-APIKEY") != self.api_key:

@@ -241,8 +241,12 @@ class OrderGateway:
                 if self.repository.record_fill(client_id, _fill(trade, rules)):
                     new += 1
         status = order_status(order)
+        recorded = self._stored_filled(client_id)
+        lagging = filled > recorded  # the exchange counts fills its trade list does not show yet
+        if lagging and status in TERMINAL_ORDER_STATUSES:  # final only once its fills are in
+            status = OrderStatus.PARTIALLY_FILLED if recorded > 0 else OrderStatus.OPEN
         self.repository.mark_order(client_id, status, venue_order_id=venue_id, raw=_raw(order))
-        return OrderState(client_id, status, max(filled, stored), venue_id, new)
+        return OrderState(client_id, status, max(filled, recorded), venue_id, new, fills_pending=lagging)
 
     def _stored_filled(self, client_id: str) -> Decimal:
         order = self.repository.order(client_id)

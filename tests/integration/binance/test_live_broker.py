@@ -175,6 +175,28 @@ def test_a_fill_is_delivered_at_the_first_candle_closing_after_it(
     assert repository.fills()[0].time.timestamp() * 1000 == T0
 
 
+def test_a_fill_the_trade_list_does_not_show_yet_is_waited_for_before_the_strategy_decides(
+    fake: FakeBinance, gateway: OrderGateway, repository: Repository
+):
+    """Binance says FILLED, but its trade list lags: the order is not final, and the next candle waits
+    until the fill can be recorded, so the strategy never trades on a position it lacks."""
+    fake.inject("GET", "/api/v3/myTrades", Fault(status=200, body=[]), times=2)
+    bars: dict[str, int] = {}
+
+    def note(s: Scripted) -> None:
+        if s.orders["entry"].status == bt.Order.Completed:
+            bars.setdefault("completed", len(s))
+
+    script = {WARMUP: place("entry", size=0.01, role="entry")}
+    script |= {bar: note for bar in range(WARMUP + 1, WARMUP + 3)}
+    strategy, broker = run(gateway, fake, script, WARMUP + 2)
+    assert bars == {"completed": WARMUP + 1}
+    assert strategy.seen["entry"] == ["Submitted", "Accepted", "Completed"]
+    [bought] = repository.fills()
+    assert repository.order(client_id(strategy, "entry")).status == OrderStatus.FILLED
+    assert broker.getposition(strategy.data).size == pytest.approx(float(bought.amount) - 0.00001)
+
+
 def protected_entry(stop: float) -> dict[int, Action]:
     return {
         WARMUP: place("entry", size=0.01, role="entry"),
