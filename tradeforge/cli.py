@@ -32,7 +32,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(db_app, name="db", help="Database schema: show its revision (`current`), migrate it (`upgrade`).")
+app.add_typer(
+    db_app,
+    name="db",
+    help="Database: show its revision (`current`), migrate it (`upgrade`), check a bot's rows (`check`), record a "
+    "fill the bot missed (`record-fill`).",
+)
 register_analytics(app)
 cli_exchange.register(app)
 cli_reconcile.register(app)
