@@ -15,8 +15,9 @@ from sqlalchemy import Engine
 
 from tradeforge.config.loader import load_config
 from tradeforge.persistence import migrate
+from tradeforge.persistence.audit import plain
 from tradeforge.persistence.database import check_reachable, default_url, make_engine
-from tradeforge.persistence.operator_fill import PlannedFill, parse_fill, plain, plan_fill, record_planned_fill
+from tradeforge.persistence.operator_fill import PlannedFill, parse_fill, plan_fill, record_planned_fill
 
 db_app = typer.Typer(
     help="Database schema: show its revision (`current`), migrate it to the newest (`upgrade`); check a "

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tradeforge.brokers.reconcile import ReconcileReport, plain
+from tradeforge.brokers.reconcile import ReconcileReport
+from tradeforge.persistence.audit import plain
 
 out = Console()
 EXIT_PERSON_MUST_DECIDE = 1

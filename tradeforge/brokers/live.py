@@ -350,10 +350,9 @@ class LiveBroker(bt.BrokerBase):
             state = self.venue.cancel(tracked.symbol, client_id)
             tracked.cancel_requested = True
             self._fills_stale = True  # the confirmation may have recorded fills
-            self._checked(tracked, state)
+            self._synced(tracked, state)
         self._settle(tracked, None)
-        # Without a terminal answer (IB: an execution still waiting for its commission report) the order
-        # stays tracked: the candles' syncs deliver its late fills, then its end.
+        # Without a terminal answer the order stays tracked: the candles' syncs deliver its end.
 
     @staticmethod
     def _partners(tracked: _Tracked) -> list[_Tracked]:
@@ -372,28 +371,28 @@ class LiveBroker(bt.BrokerBase):
             if state.new_fills or state.status != stored.status:
                 self._fills_stale = True
 
-    def _synced(self, tracked: _Tracked) -> OrderState:
-        """The venue's answer once it has every fill of the order recorded. Until then the candle waits:
-        delivering without them would let a re-read diverge, and an exit would sell what is sold."""
+    def _synced(self, tracked: _Tracked, state: OrderState | None = None) -> OrderState:
+        """The venue's answer (`state`, else a new sync) once it has every fill of the order recorded. Until
+        then the candle waits: delivering without them would let a re-read diverge, and an exit would sell
+        what is sold. An order a person must sort out (the venue filled more than can be recorded) stops
+        trading."""
         assert tracked.client_order_id is not None
-        while True:
+        while state is None or state.fills_pending:
+            if state is not None:
+                self._retry_after(tracked, "the venue executed more than it has reported yet")
             try:
                 state = self.venue.sync(tracked.symbol, tracked.client_order_id)
-                if not state.fills_pending:
-                    return self._checked(tracked, state)
-                problem = "the venue executed more than it has reported yet"
             except Temporary as exc:
-                problem = f"sync failed: {exc}"
-            _logger().warning("%s: %s; retrying", tracked.client_order_id, problem)
-            if self.stop_event.wait(_SYNC_RETRY_SECONDS):
-                raise Temporary(f"{tracked.client_order_id}: stopped while waiting ({problem})")
-
-    def _checked(self, tracked: _Tracked, state: OrderState) -> OrderState:
-        """Stop trading on an order a person must sort out (the venue filled more than can be recorded),
-        and wait for fills the venue has not reported yet."""
+                self._retry_after(tracked, f"sync failed: {exc}")
+                state = None
         if state.needs_person is not None:
             raise Fatal(f"order {state.client_order_id}: {state.needs_person}")
-        return self._synced(tracked) if state.fills_pending else state
+        return state
+
+    def _retry_after(self, tracked: _Tracked, problem: str) -> None:
+        _logger().warning("%s: %s; retrying", tracked.client_order_id, problem)
+        if self.stop_event.wait(_SYNC_RETRY_SECONDS):
+            raise Temporary(f"{tracked.client_order_id}: stopped while waiting ({problem})")
 
     def _stored_fills(self) -> dict[str, list[_StoredFill]]:
         """Stored fills by client order id, read incrementally (only rows newer than the last read)."""

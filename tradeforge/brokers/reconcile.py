@@ -22,8 +22,6 @@ Written against the Venue protocol (sync, open_orders, holdings), so any venue r
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import socket
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol, cast
@@ -32,6 +30,7 @@ from sqlalchemy import Select, Table, bindparam, func, select
 
 from tradeforge.brokers.venue import OrderState, Settlement, VenueOrder
 from tradeforge.persistence.adoption import AdoptedOrder, NotAdoptable, adopt_order
+from tradeforge.persistence.audit import operator, plain
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, Fill, Order, OrderStatus, Trade, TradeStatus
 from tradeforge.persistence.repository import Repository
 
@@ -275,7 +274,7 @@ def accept_exchange_state(venue: Venue, report: ReconcileReport, by: str | None 
     (holdings minus what the fills say) is recorded as an audited event and applied to every later
     comparison; no fill, order or trade is changed."""
     repository = venue.repository
-    by = by or f"{getpass.getuser()}@{socket.gethostname()}"
+    by = by or operator()
     offsets = {p.asset: p.balance - p.from_fills for p in report.positions}
     previous, _ = accepted_offsets(repository)
     repository.log_event(
@@ -345,11 +344,6 @@ def _needs_a_person(report: ReconcileReport, repository: Repository, client_id: 
 def _rows(repository: Repository, query: Select[Any], parameters: dict[str, Any] | None = None) -> list[Any]:
     with repository.engine.connect() as connection:
         return list(connection.execute(query, {"bot_id": repository.bot_id, **(parameters or {})}))
-
-
-def plain(amount: Decimal) -> str:
-    """0.00599000 -> 0.00599 (and never 6E-3)."""
-    return format(amount.normalize(), "f") if amount else "0"
 
 
 def _signed(amount: Decimal) -> str:

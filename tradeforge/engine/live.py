@@ -11,7 +11,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradeforge.brokers.ccxt import LookupPolicy, OrderGateway
 from tradeforge.brokers.live import JournalWithReplay, LiveBroker, OrderVenue
@@ -153,10 +153,6 @@ def binance_account(config: BotConfig, uid: object) -> str:
     return f"{config.exchange.name} {network}" + (f" account {uid}" if uid is not None else "")
 
 
-def binance_uid(client: ExchangeClient) -> object:
-    return (client.fetch_balance().get("info") or {}).get("uid")
-
-
 _IB_PORTS = {7497: "TWS paper", 7496: "TWS live", 4002: "Gateway paper", 4001: "Gateway live"}
 
 
@@ -202,8 +198,8 @@ def starting_capital(
     return capital
 
 
-def binance_free(client: ExchangeClient, quote: str) -> Callable[[], Decimal]:
-    return lambda: Decimal(str((client.fetch_balance().get(quote) or {}).get("free") or 0))
+def binance_free(balance: dict[str, Any], quote: str) -> Callable[[], Decimal]:
+    return lambda: Decimal(str((balance.get(quote) or {}).get("free") or 0))
 
 
 def lookup_policy(client: ExchangeClient) -> LookupPolicy:
@@ -237,9 +233,10 @@ def live_broker(
         tolerance = Decimal(str(config.ibkr.reconcile_tolerance))
     elif feeds.client is not None:
         client = feeds.client
-        uid = binance_uid(client)
+        balance = client.fetch_balance()  # one read: the account's uid, and its free quote at the first start
+        uid = (balance.get("info") or {}).get("uid")
         account = binance_account(config, uid)
-        capital = starting_capital(repository, binance_free(client, quote), config.broker.cash, quote, account)
+        capital = starting_capital(repository, binance_free(balance, quote), config.broker.cash, quote, account)
         say(banner(config, binance_where(config, uid), capital, quote))
         gateway = OrderGateway(client, repository, lookup=lookup_policy(client))
         for symbol in config.data.symbols:

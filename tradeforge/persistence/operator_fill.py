@@ -10,14 +10,13 @@ trade re-derived), and the person's decision is an `operator_fill` event naming 
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import socket
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select
 
+from tradeforge.persistence.audit import operator, plain
 from tradeforge.persistence.models import TERMINAL_ORDER_STATUSES, Fill, Order, OrderStatus
 from tradeforge.persistence.repository import ADOPTED, FillReport, Repository
 from tradeforge.resilience.errors import ConfigError, Problem
@@ -182,15 +181,6 @@ def record_planned_fill(repository: Repository, planned: PlannedFill, by: str | 
     return order
 
 
-def operator() -> str:
-    """Who runs this command, for the audit trail: user@host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no login name and no password entry (some containers)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
 def _decimal(problems: list[Problem], option: str, text: str, rule: str, *, strictly_positive: bool) -> Decimal | None:
     try:
         value = Decimal(text.strip())
@@ -238,9 +228,3 @@ def _client_id_of(repository: Repository, order_row: int) -> str:
     with repository.engine.connect() as connection:
         found = connection.execute(select(_ORDERS.c.client_order_id).where(_ORDERS.c.id == order_row)).scalar()
     return f"order {found}" if found else f"order row {order_row}"
-
-
-def plain(amount: Decimal) -> str:
-    """0.01000000 -> 0.01 (and never 1E-2)."""
-    amount = Decimal(amount)  # a column read by the ORM on SQLite may not be one yet
-    return format(amount.normalize(), "f") if amount else "0"
