@@ -117,6 +117,16 @@ def client_id(s: Scripted, name: str) -> str:
     return str(s.orders[name].info.client_order_id)
 
 
+def note_completion(name: str, bars: dict[str, int]) -> Action:
+    """Notes in `bars["completed"]` the bar at which the strategy first sees order `name` completed."""
+
+    def action(s: Scripted) -> None:
+        if s.orders[name].status == bt.Order.Completed:
+            bars.setdefault("completed", len(s))
+
+    return action
+
+
 def test_place_partial_fill_fill_and_cancel_reach_the_strategy_from_the_database(
     fake: FakeBinance, gateway: OrderGateway, repository: Repository
 ):
@@ -162,11 +172,7 @@ def test_a_fill_is_delivered_at_the_first_candle_closing_after_it(
     fake: FakeBinance, gateway: OrderGateway, repository: Repository
 ):
     bars: dict[str, int] = {}
-
-    def note(s: Scripted) -> None:
-        if s.orders["entry"].status == bt.Order.Completed:
-            bars.setdefault("completed", len(s))
-
+    note = note_completion("entry", bars)
     script = {WARMUP: place("entry", size=0.01, role="entry")}
     script |= {bar: note for bar in range(WARMUP + 1, WARMUP + 4)}
     run(gateway, fake, script, WARMUP + 3)
@@ -182,11 +188,7 @@ def test_a_fill_the_trade_list_does_not_show_yet_is_waited_for_before_the_strate
     until the fill can be recorded, so the strategy never trades on a position it lacks."""
     fake.inject("GET", "/api/v3/myTrades", Fault(status=200, body=[]), times=2)
     bars: dict[str, int] = {}
-
-    def note(s: Scripted) -> None:
-        if s.orders["entry"].status == bt.Order.Completed:
-            bars.setdefault("completed", len(s))
-
+    note = note_completion("entry", bars)
     script = {WARMUP: place("entry", size=0.01, role="entry")}
     script |= {bar: note for bar in range(WARMUP + 1, WARMUP + 3)}
     strategy, broker = run(gateway, fake, script, WARMUP + 2)
